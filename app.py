@@ -1,0 +1,162 @@
+"""The digit recognition web service.
+
+    python app.py                      # development server on 127.0.0.1:5000
+    gunicorn 'app:create_app()'        # production (settings in gunicorn.conf.py)
+
+Settings come from defaults below, then ``DIGITS_*`` environment variables,
+then the ``test_config`` mapping; the README lists them all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from flask import Blueprint, Flask, current_app, jsonify, render_template, request
+from flask.wrappers import Request
+
+import folder_paths
+from errors import ApiError, api_error_from, discard_request_body, register_error_handlers
+from model import DATA_CREDIT, DigitClassifier, WeightsError
+from pipeline import encode_prediction, infer, prepare_upload
+from preprocess import DEFAULT_MAX_PIXELS
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "WEIGHTS": "model.pt",  # file name inside weights/
+    "DEVICE": "auto",  # auto, cpu, cuda or cuda:N
+    "MAX_CONTENT_LENGTH": 10 * 1024 * 1024,  # largest accepted request body, bytes
+    "MAX_IMAGE_PIXELS": DEFAULT_MAX_PIXELS,  # largest accepted image, width x height
+    "TORCH_THREADS": 0,  # torch threads per process; 0 keeps torch's default
+}
+TRUE_WORDS = ("1", "true", "yes", "on")
+
+bp = Blueprint("digits", __name__)
+
+
+class InMemoryRequest(Request):
+    """Keeps uploaded files in memory, so no upload is ever written to disk."""
+
+    def _get_file_stream(self, total_content_length, content_type, filename=None,
+                         content_length=None):
+        return io.BytesIO()
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the application and load the model once for this process."""
+    app = Flask(
+        __name__,
+        template_folder=folder_paths.get_folder("templates"),
+        static_folder=folder_paths.get_folder("static"),
+    )
+    app.request_class = InMemoryRequest
+    app.config.from_mapping(DEFAULT_CONFIG)
+    app.config.from_prefixed_env("DIGITS")
+    if test_config is not None:
+        app.config.from_mapping(test_config)
+
+    threads = int(app.config["TORCH_THREADS"])
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+    register_error_handlers(app)
+    app.register_blueprint(bp)
+    weights = folder_paths.get_full_path("weights", app.config["WEIGHTS"])
+    app.extensions["digit_classifier"] = DigitClassifier(weights, app.config["DEVICE"])
+    return app
+
+
+def get_classifier() -> DigitClassifier:
+    """The classifier loaded for this process."""
+    return current_app.extensions["digit_classifier"]
+
+
+def read_upload() -> bytes:
+    """The bytes of the multipart ``file`` part, or an ``ApiError`` saying what is missing."""
+    upload = request.files.get("file")
+    if upload is None:
+        raise ApiError("missing_file")
+    if not upload.filename:
+        raise ApiError("empty_filename")
+    return upload.read()
+
+
+def predict_upload(include_input: bool) -> dict[str, object]:
+    """Decode, preprocess, infer and encode the request's upload."""
+    prepared = prepare_upload(read_upload(), current_app.config["MAX_IMAGE_PIXELS"])
+    (prediction,) = infer(get_classifier(), [prepared.tensor])
+    return encode_prediction(prediction, prepared if include_input else None)
+
+
+@bp.get("/")
+def index():
+    """The upload page."""
+    return render_template("index.html")
+
+
+@bp.post("/")
+def index_result():
+    """The upload page with the result, for browsers without JavaScript."""
+    try:
+        result = predict_upload(include_input=True)
+    except Exception as error:
+        api_error = api_error_from(error)
+        if api_error.status >= 500:
+            current_app.logger.exception("prediction failed", exc_info=error)
+        elif api_error.status == 413:
+            discard_request_body()
+        return render_template("index.html", error=api_error), api_error.status
+    return render_template("index.html", result=result)
+
+
+@bp.post("/predict")
+def predict():
+    """JSON prediction for the multipart ``file`` upload.
+
+    ``?input_image=1`` adds the 28x28 model input as a PNG data URL.
+    """
+    include_input = request.args.get("input_image", "").lower() in TRUE_WORDS
+    return jsonify(predict_upload(include_input))
+
+
+@bp.get("/model")
+def model_info():
+    """What model this process serves."""
+    classifier = get_classifier()
+    return jsonify({
+        "architecture": classifier.architecture,
+        "sha256": classifier.sha256,
+        "backend": "eager",
+        "accuracy": classifier.card.validation_accuracy,
+        "device": str(classifier.device),
+        "loaded_at": classifier.loaded_at.isoformat(),
+        "data_credit": DATA_CREDIT,
+    })
+
+
+@bp.get("/health")
+def health():
+    """Liveness check for load balancers and tests."""
+    return jsonify({"status": "ok"})
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run the digit service's development server.")
+    parser.add_argument("--host", default=os.environ.get("DIGITS_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("DIGITS_PORT", "5000")))
+    parser.add_argument("--debug", action="store_true",
+                        default=os.environ.get("DIGITS_DEBUG", "").lower() in TRUE_WORDS)
+    args = parser.parse_args(argv)
+    try:
+        app = create_app()
+    except (WeightsError, ValueError) as error:
+        sys.exit(f"error: {error}")
+    app.run(host=args.host, port=args.port, debug=args.debug)
+
+
+if __name__ == "__main__":
+    main()

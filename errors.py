@@ -1,0 +1,101 @@
+"""One JSON error shape for the whole API.
+
+Every error a client can get looks like::
+
+    {"error": {"status": 400, "code": "not_an_image", "message": "..."}}
+
+``ERROR_CODES`` is the documented list of codes and their HTTP statuses.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from preprocess import PreprocessError
+
+ERROR_CODES: dict[str, tuple[int, str]] = {
+    "missing_file": (400, "the request has no multipart file part named 'file'"),
+    "empty_filename": (400, "the file part was sent without a file name (no file chosen)"),
+    "not_an_image": (400, "the bytes are not a complete image Pillow can read"),
+    "bad_request": (400, "the request is malformed"),
+    "forbidden": (403, "the client may not use this endpoint"),
+    "not_found": (404, "no such endpoint"),
+    "method_not_allowed": (405, "the endpoint does not accept this HTTP method"),
+    "payload_too_large": (413, "the request body is larger than the configured limit"),
+    "image_too_large": (413, "the image has more pixels than the configured limit"),
+    "no_digit_found": (422, "the image holds no ink that could be a digit"),
+    "internal_error": (500, "the server failed; the error was logged"),
+}
+
+# An over-limit body is read and thrown away up to this size before answering 413,
+# so the client sees the JSON answer instead of a connection reset mid-upload.
+MAX_DISCARDED_BODY = 64 * 1024 * 1024
+
+# Werkzeug's HTTP errors by status, mapped onto the documented codes.
+_HTTP_CODES = {400: "bad_request", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 413: "payload_too_large"}
+
+
+class ApiError(Exception):
+    """An error a view raises to answer with the JSON error shape."""
+
+    def __init__(self, code: str, message: str | None = None) -> None:
+        self.status, default_message = ERROR_CODES[code]
+        self.code = code
+        self.message = message or default_message
+        super().__init__(self.message)
+
+
+def error_body(status: int, code: str, message: str) -> dict:
+    """The JSON error shape as a dict."""
+    return {"error": {"status": status, "code": code, "message": message}}
+
+
+def error_response(error: ApiError):
+    response = jsonify(error_body(error.status, error.code, error.message))
+    response.status_code = error.status
+    return response
+
+
+def api_error_from(error: Exception) -> ApiError:
+    """Translate any exception into the ``ApiError`` it should be answered with."""
+    if isinstance(error, ApiError):
+        return error
+    if isinstance(error, PreprocessError):
+        return ApiError(error.code, str(error))
+    if isinstance(error, HTTPException) and error.code in _HTTP_CODES:
+        return ApiError(_HTTP_CODES[error.code], error.description)
+    if isinstance(error, HTTPException):
+        api_error = ApiError("bad_request", error.description)
+        api_error.status = error.code or 500
+        return api_error
+    return ApiError("internal_error")
+
+
+def discard_request_body(limit: int = MAX_DISCARDED_BODY) -> None:
+    """Read and drop what is left of the request body, at most ``limit`` bytes."""
+    environ = request.environ
+    length = request.content_length
+    if length is None and not environ.get("wsgi.input_terminated"):
+        return  # no length and no end marker: reading could block forever
+    remaining = limit if length is None else min(length, limit)
+    stream = environ["wsgi.input"]
+    while remaining > 0:
+        chunk = stream.read(min(remaining, 64 * 1024))
+        if not chunk:
+            break
+        remaining -= len(chunk)
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Answer every error raised outside the HTML page with the JSON error shape."""
+
+    @app.errorhandler(Exception)
+    def handle_any(error: Exception):
+        api_error = api_error_from(error)
+        if isinstance(error, RequestEntityTooLarge):
+            discard_request_body()
+        if api_error.status >= 500:
+            app.logger.exception("unhandled error", exc_info=error)
+        return error_response(api_error)

@@ -1,0 +1,186 @@
+"""The digit classifier: network architectures and a wrapper that serves one.
+
+The wrapper loads a ``state_dict`` once (``torch.load(weights_only=True)``,
+so no pickled code ever runs), checks it against the JSON card written beside
+it by ``train.py``, moves it to the chosen device and predicts whole batches.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
+DATA_CREDIT = "MNIST (Yann LeCun, Corinna Cortes, Christopher J.C. Burges), CC BY-SA 3.0"
+
+
+class ClassicNet(nn.Module):
+    """The classic two-convolution MNIST network (conv 1->10, conv 10->20, fc 320->50->10)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 10, kernel_size=5)
+        self.conv2 = nn.Conv2d(10, 20, kernel_size=5)
+        self.conv2_drop = nn.Dropout2d()
+        self.fc1 = nn.Linear(320, 50)
+        self.fc2 = nn.Linear(50, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(F.max_pool2d(self.conv1(x), 2))
+        x = F.relu(F.max_pool2d(self.conv2_drop(self.conv2(x)), 2))
+        x = torch.flatten(x, 1)
+        x = F.dropout(F.relu(self.fc1(x)), training=self.training)
+        return self.fc2(x)
+
+
+# Architectures by the name recorded in each weights card.
+ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {
+    "classic": ClassicNet,
+}
+
+
+def build_network(architecture: str) -> nn.Module:
+    """A fresh, untrained network of the named architecture."""
+    try:
+        return ARCHITECTURES[architecture]()
+    except KeyError:
+        known = ", ".join(sorted(ARCHITECTURES))
+        raise ValueError(f"unknown architecture {architecture!r}; known: {known}") from None
+
+
+class WeightsError(RuntimeError):
+    """A weights file that is missing, corrupt or does not match its card."""
+
+
+def card_path(weights: Path) -> Path:
+    """The JSON card that describes a weights file (``model.pt`` -> ``model.json``)."""
+    return weights.with_suffix(".json")
+
+
+def file_sha256(path: Path) -> str:
+    """The hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve_device(setting: str = "auto") -> torch.device:
+    """Turn a device setting (``auto``, ``cpu``, ``cuda``, ``cuda:N``) into a ``torch.device``.
+
+    ``auto`` picks the first visible CUDA device when there is one, else the
+    CPU. ``CUDA_VISIBLE_DEVICES`` is honoured because torch only sees the
+    devices it lists.
+    """
+    choice = (setting or "auto").strip().lower()
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice == "cpu":
+        return torch.device("cpu")
+    if choice == "cuda" or choice.startswith("cuda:"):
+        index_text = choice.partition(":")[2] or "0"
+        if not index_text.isdigit():
+            raise ValueError(f"device {setting!r} is not valid; use {DEVICE_CHOICES}")
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {setting!r} was asked for, but no CUDA device is visible")
+        index = int(index_text)
+        if index >= torch.cuda.device_count():
+            count = torch.cuda.device_count()
+            raise ValueError(f"device {setting!r} does not exist; {count} CUDA device(s) visible")
+        return torch.device("cuda", index)
+    raise ValueError(f"device {setting!r} is not valid; use {DEVICE_CHOICES}")
+
+
+@dataclass(frozen=True)
+class WeightsCard:
+    """What ``train.py`` records beside a weights file."""
+
+    architecture: str
+    sha256: str
+    validation_accuracy: float | None
+    raw: dict
+
+    @classmethod
+    def read(cls, weights: Path) -> WeightsCard:
+        path = card_path(weights)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            return cls(
+                architecture=str(raw["architecture"]),
+                sha256=str(raw["sha256"]),
+                validation_accuracy=raw.get("validation_accuracy"),
+                raw=raw,
+            )
+        except FileNotFoundError:
+            raise WeightsError(f"weights card {path} is missing; train.py writes it") from None
+        except (ValueError, KeyError, TypeError) as error:
+            raise WeightsError(f"weights card {path} is not valid: {error}") from None
+
+
+def load_network(weights: Path, device: torch.device) -> tuple[nn.Module, WeightsCard]:
+    """Load, verify and return a network in eval mode on ``device`` with its card."""
+    weights = Path(weights)
+    if not weights.is_file():
+        raise WeightsError(f"weights file {weights} does not exist; run train.py to create it")
+    card = WeightsCard.read(weights)
+    actual = file_sha256(weights)
+    if actual != card.sha256:
+        raise WeightsError(
+            f"weights file {weights} has sha256 {actual}, but its card records {card.sha256}"
+        )
+    try:
+        network = build_network(card.architecture)
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        network.load_state_dict(state)
+    except Exception as error:  # torch raises many types for a corrupt or mismatched file
+        raise WeightsError(f"weights file {weights} cannot be loaded: {error}") from None
+    return network.to(device).eval(), card
+
+
+class DigitClassifier:
+    """A loaded network that predicts digit probabilities for batches of images.
+
+    Inputs are normalised tensors shaped ``(N, 1, 28, 28)`` as made by
+    ``preprocess.py``; outputs are ``(N, 10)`` probabilities on the CPU.
+    """
+
+    def __init__(self, weights: str | os.PathLike[str], device: str = "auto") -> None:
+        self.weights = Path(weights)
+        self.device = resolve_device(device)
+        self.network, self.card = load_network(self.weights, self.device)
+        self.loaded_at = datetime.now(UTC)
+
+    @property
+    def architecture(self) -> str:
+        return self.card.architecture
+
+    @property
+    def sha256(self) -> str:
+        return self.card.sha256
+
+    def predict(self, batch: torch.Tensor) -> torch.Tensor:
+        """Class probabilities for a batch of normalised images."""
+        if batch.ndim != 4 or tuple(batch.shape[1:]) != (1, 28, 28):
+            raise ValueError(f"expected a batch shaped (N, 1, 28, 28), got {tuple(batch.shape)}")
+        with torch.inference_mode():
+            logits = self.network(batch.to(self.device, dtype=torch.float32))
+            return F.softmax(logits, dim=1).cpu()
+
+    def release(self) -> None:
+        """Free the network's memory, including cached CUDA blocks."""
+        on_cuda = self.device.type == "cuda"
+        del self.network
+        gc.collect()
+        if on_cuda:
+            torch.cuda.empty_cache()

@@ -1,0 +1,37 @@
+"""Rebuild ``tests/fixtures/heldout_digits.npz`` from the training subset.
+
+    python tests/make_fixtures.py [path/to/mnist_train_subset.npz]
+
+It takes the first PER_CLASS digits of each class from the subset's fixed
+held-out part (see ``train.py``), which no committed weights were trained on.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import folder_paths  # noqa: E402
+from train import DEFAULT_SUBSET, held_out_mask, load_subset  # noqa: E402
+
+PER_CLASS = 50
+FIXTURE = "fixtures/heldout_digits.npz"
+
+
+def main() -> None:
+    source = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_SUBSET
+    images, labels = load_subset(source)
+    indices = np.flatnonzero(held_out_mask(len(images)))
+    chosen = np.concatenate([indices[labels[indices] == digit][:PER_CLASS] for digit in range(10)])
+    out = folder_paths.get_full_path("tests", FIXTURE)
+    np.savez_compressed(out, images=images[chosen], labels=labels[chosen].astype(np.uint8),
+                        subset_indices=chosen)
+    print(f"wrote {len(chosen)} held-out digits to {out}")
+
+
+if __name__ == "__main__":
+    main()

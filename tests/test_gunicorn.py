@@ -1,0 +1,82 @@
+"""The real production server: gunicorn on 127.0.0.1, a free port, real HTTP."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import urllib3
+from conftest import encode_image, paper_digit
+
+import folder_paths
+
+PROJECT = folder_paths.base_path()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_up(http: urllib3.PoolManager, url: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {process.returncode}")
+        try:
+            if http.request("GET", f"{url}/health", retries=False, timeout=2).status == 200:
+                return
+        except urllib3.exceptions.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError("gunicorn did not answer within 60 s")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """gunicorn with two workers, started from an unrelated working directory."""
+    port = free_port()
+    env = {**os.environ, "DIGITS_DEVICE": "cpu", "DIGITS_WORKERS": "2"}
+    env.pop("DIGITS_BASE_PATH", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--config", str(PROJECT / "gunicorn.conf.py"),
+         "--chdir", str(PROJECT), "--bind", f"127.0.0.1:{port}", "app:create_app()"],
+        cwd=tmp_path_factory.mktemp("elsewhere"), env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(urllib3.PoolManager(), url, process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def post_file(url: str, data: bytes, filename: str = "digit.png") -> urllib3.BaseHTTPResponse:
+    return urllib3.request("POST", f"{url}/predict", fields={"file": (filename, data)},
+                           retries=False, timeout=30)
+
+
+def test_gunicorn_predicts_a_real_png(server, heldout_digits):
+    images, labels = heldout_digits
+    response = post_file(server, encode_image(paper_digit(images[42])))
+    assert response.status == 200
+    assert response.json()["prediction"] == labels[42]
+
+
+def test_gunicorn_answers_an_oversized_body_with_json_413(server):
+    response = post_file(server, os.urandom(12 * 1024 * 1024), "huge.png")
+    assert response.status == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+
+
+def test_gunicorn_survives_hostile_uploads(server, heldout_digits):
+    for data in (b"%PDF-1.4 nothing", b"<svg/>", b"\x89PNG\r\n\x1a\n\0\0"):
+        assert post_file(server, data).status == 400
+    images, labels = heldout_digits
+    assert post_file(server, encode_image(paper_digit(images[5]))).json()["prediction"] == labels[5]

@@ -1,0 +1,147 @@
+import json
+import shutil
+
+import pytest
+import torch
+
+import folder_paths
+from model import (
+    ARCHITECTURES,
+    DigitClassifier,
+    WeightsError,
+    build_network,
+    card_path,
+    file_sha256,
+    resolve_device,
+)
+from preprocess import to_model_input
+
+WEIGHTS = folder_paths.get_full_path("weights", "model.pt")
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return DigitClassifier(WEIGHTS, device="cpu")
+
+
+def copy_weights(tmp_path):
+    target = tmp_path / "model.pt"
+    shutil.copy(WEIGHTS, target)
+    shutil.copy(card_path(WEIGHTS), card_path(target))
+    return target
+
+
+def test_committed_weights_match_their_card(classifier):
+    card = json.loads(card_path(WEIGHTS).read_text())
+    assert card["sha256"] == file_sha256(WEIGHTS) == classifier.sha256
+    assert card["architecture"] in ARCHITECTURES
+    assert card["validation_accuracy"] >= 0.985
+
+
+def test_loaded_network_is_in_eval_mode_on_the_cpu(classifier):
+    assert not classifier.network.training
+    assert classifier.device == torch.device("cpu")
+    assert all(p.device.type == "cpu" for p in classifier.network.parameters())
+
+
+def test_predict_returns_probabilities_for_a_batch(classifier, heldout_digits):
+    images, labels = heldout_digits
+    batch = torch.stack([to_model_input(image) for image in images[:64]])
+    probabilities = classifier.predict(batch)
+    assert probabilities.shape == (64, 10)
+    torch.testing.assert_close(probabilities.sum(dim=1), torch.ones(64))
+    assert (probabilities >= 0).all()
+    accuracy = (probabilities.argmax(dim=1).numpy() == labels[:64]).mean()
+    assert accuracy >= 0.95
+
+
+def test_predict_is_deterministic(classifier, heldout_digits):
+    images, _ = heldout_digits
+    batch = torch.stack([to_model_input(image) for image in images[:32]])
+    assert torch.equal(classifier.predict(batch), classifier.predict(batch))
+
+
+def test_predict_refuses_a_wrongly_shaped_batch(classifier):
+    with pytest.raises(ValueError, match="N, 1, 28, 28"):
+        classifier.predict(torch.zeros(2, 28, 28))
+
+
+def test_missing_weights_name_the_file(tmp_path):
+    with pytest.raises(WeightsError, match="nothing.pt"):
+        DigitClassifier(tmp_path / "nothing.pt", device="cpu")
+
+
+def test_tampered_weights_are_refused(tmp_path):
+    target = copy_weights(tmp_path)
+    with open(target, "ab") as stream:
+        stream.write(b"tampered")
+    with pytest.raises(WeightsError, match="sha256"):
+        DigitClassifier(target, device="cpu")
+
+
+def test_weights_of_another_shape_are_refused(tmp_path):
+    target = tmp_path / "model.pt"
+    torch.save({"conv1.weight": torch.zeros(3, 3)}, target)
+    card_path(target).write_text(json.dumps({"architecture": "classic",
+                                             "sha256": file_sha256(target)}))
+    with pytest.raises(WeightsError, match=str(target)):
+        DigitClassifier(target, device="cpu")
+
+
+class Payload:
+    """Something that is not a tensor: unpickling it would run code."""
+
+
+def test_pickled_objects_are_never_unpickled(tmp_path):
+    target = tmp_path / "model.pt"
+    torch.save({"payload": Payload()}, target)
+    card_path(target).write_text(json.dumps({"architecture": "classic",
+                                             "sha256": file_sha256(target)}))
+    with pytest.raises(WeightsError, match="cannot be loaded"):
+        DigitClassifier(target, device="cpu")
+
+
+def test_missing_card_is_reported(tmp_path):
+    target = copy_weights(tmp_path)
+    card_path(target).unlink()
+    with pytest.raises(WeightsError, match="card"):
+        DigitClassifier(target, device="cpu")
+
+
+def test_unknown_architecture_is_reported():
+    with pytest.raises(ValueError, match="unknown architecture"):
+        build_network("resnet-9000")
+
+
+def test_device_settings():
+    assert resolve_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    assert resolve_device("").type == expected
+    for bad in ("gpu", "cuda:x", "tpu:0"):
+        with pytest.raises(ValueError, match="not valid"):
+            resolve_device(bad)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without a GPU")
+def test_cuda_without_a_gpu_is_a_clear_error():
+    with pytest.raises(ValueError, match="no CUDA device"):
+        resolve_device("cuda:0")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_predicts_and_releases_memory(heldout_digits):
+    images, _ = heldout_digits
+    classifier = DigitClassifier(WEIGHTS, device="cuda")
+    batch = torch.stack([to_model_input(image) for image in images[:64]])
+    cpu = DigitClassifier(WEIGHTS, device="cpu").predict(batch)
+    torch.testing.assert_close(classifier.predict(batch), cpu, atol=1e-4, rtol=1e-4)
+    assert torch.cuda.memory_allocated() > 0
+    classifier.release()
+    assert torch.cuda.memory_allocated() == 0
+
+
+def test_release_frees_the_network(tmp_path):
+    classifier = DigitClassifier(WEIGHTS, device="cpu")
+    classifier.release()
+    assert not hasattr(classifier, "network")
