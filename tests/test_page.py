@@ -53,3 +53,12 @@ def test_form_post_with_a_broken_file_shows_the_error(client):
     assert response.status_code == 400
     assert response.mimetype == "text/html"
     assert 'id="error"' in response.get_data(as_text=True)
+
+
+def test_page_sends_a_strict_content_security_policy(client):
+    for response in (client.get("/"), client.post("/")):
+        policy = response.headers["Content-Security-Policy"]
+        directives = dict(part.strip().split(" ", 1) for part in policy.split(";"))
+        assert directives["default-src"] == "'self'"
+        assert directives["img-src"] == "'self' data: blob:"
+        assert "unsafe-inline" not in policy
