@@ -341,8 +341,6 @@ function padPoint(event) {
 
 function onPointerDown(event) {
   if (pointerId !== null || event.button !== 0) return; // one pen at a time, main button only
-  event.preventDefault(); // no text selection or emulated mouse events while drawing
-  canvas.focus({ preventScroll: true }); // which preventDefault would otherwise skip
   if (stroke) endStroke(); // a keyboard stroke still being drawn
   pointerId = event.pointerId;
   canvas.setPointerCapture(pointerId);

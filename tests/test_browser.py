@@ -328,6 +328,10 @@ def test_drawing_with_the_mouse_then_undo_and_clear(page):
     assert_full_result(page, 1)
     one_ink = ink_pixels(page)
     assert one_ink > 0
+    # The pad took the focus, but shows neither a focus ring nor the keyboard pen.
+    assert focused_id(page) == "pad"
+    assert page.execute_script("return !document.activeElement.matches(':focus-visible')")
+    assert not page.find_element(By.ID, "pen").is_displayed()
 
     new_result(page, lambda: draw_stroke(page, SEVEN_BAR))
     assert_full_result(page, 7)
@@ -528,6 +532,7 @@ def test_phone_layout_and_drawing_with_a_finger(page):
         new_result(page, lambda: draw_stroke(page, ONE, kind=interaction.POINTER_TOUCH))
         assert_full_result(page, 1)
         assert ink_pixels(page) > 0
+        assert not page.find_element(By.ID, "pen").is_displayed()
         # The answer shows below the pad without scrolling.
         digit = page.find_element(By.ID, "prediction")
         assert page.execute_script(
