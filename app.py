@@ -113,6 +113,20 @@ def index_result():
     return render_template("index.html", result=result)
 
 
+# The page runs only its own script and style; images may also be data: URLs (the
+# model's input) and blob: URLs (the preview of a chosen file).
+PAGE_POLICY = ("default-src 'self'; img-src 'self' data: blob:; base-uri 'none'; "
+               "form-action 'self'; frame-ancestors 'none'")
+
+
+@bp.after_request
+def add_page_policy(response):
+    """Send the Content-Security-Policy with every HTML page."""
+    if response.mimetype == "text/html":
+        response.headers.setdefault("Content-Security-Policy", PAGE_POLICY)
+    return response
+
+
 @bp.post("/predict")
 def predict():
     """JSON prediction for the multipart ``file`` upload.

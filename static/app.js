@@ -1,89 +1,451 @@
-// Shows predictions in place, without a page reload. Without JavaScript the
-// form posts to the server, which renders the same result.
-"use strict";
+// The page's behaviour: a drawing pad, choosing, dropping or pasting an image,
+// and the result shown in place. Without JavaScript the form posts to the
+// server, which renders the same result from the same markup (templates/_result.html).
 
-function renderResult(body) {
-  const status = document.getElementById("status");
-  const details = document.getElementById("details");
-  status.replaceChildren();
-  details.replaceChildren();
+const form = document.getElementById("upload-form");
+const fileInput = document.getElementById("file");
+const preview = document.getElementById("preview");
+const dropZone = document.getElementById("drop-zone");
+const resultPanel = document.getElementById("result");
+const statusRegion = document.getElementById("status");
+const details = document.getElementById("details");
+const canvas = document.getElementById("pad");
+const penMarker = document.getElementById("pen");
+const context = canvas.getContext("2d");
+const predictUrl = form.dataset.predictUrl;
 
-  const line = document.createElement("p");
-  line.append("The digit is ");
-  const digit = document.createElement("output");
-  digit.id = "prediction";
-  digit.className = "prediction";
-  digit.textContent = String(body.prediction);
-  line.append(digit);
-  const confidence = document.createElement("p");
-  confidence.id = "confidence";
-  confidence.textContent = `Confidence ${(body.confidence * 100).toFixed(1)}%`;
-  status.append(line, confidence);
+// ---- Showing results ------------------------------------------------------
 
-  if (body.input_image) {
-    const figure = document.createElement("figure");
-    const image = document.createElement("img");
-    image.id = "input-image";
-    image.src = body.input_image;
-    image.width = 112;
-    image.height = 112;
-    image.alt = "The 28 by 28 image the model saw";
-    const caption = document.createElement("figcaption");
-    caption.textContent = "What the model saw";
-    figure.append(image, caption);
-    details.append(figure);
-  }
-  const list = document.createElement("ol");
-  list.id = "probabilities";
-  list.className = "probabilities";
-  list.start = 0;
-  body.probabilities.forEach((p, index) => {
-    const item = document.createElement("li");
-    const label = document.createElement("span");
-    label.className = "digit";
-    label.textContent = String(index);
-    const meter = document.createElement("meter");
-    meter.min = 0;
-    meter.max = 1;
-    meter.value = p;
-    const percent = document.createElement("span");
-    percent.className = "percent";
-    percent.textContent = `${(p * 100).toFixed(1)}%`;
-    item.append(label, meter, percent);
-    list.append(item);
-  });
-  details.append(list);
+function percent(value) {
+  return `${(value * 100).toFixed(1)}%`;
 }
 
-function renderError(message) {
-  const status = document.getElementById("status");
-  document.getElementById("details").replaceChildren();
+// Server messages are lower-case phrases; the page shows them as sentences.
+function sentence(text) {
+  const capital = text.charAt(0).toUpperCase() + text.slice(1);
+  return /[.!?]$/.test(capital) ? capital : `${capital}.`;
+}
+
+function cloneTemplate(id) {
+  return document.getElementById(id).content.cloneNode(true);
+}
+
+function showResult(body, milliseconds) {
+  const verdict = cloneTemplate("verdict-template");
+  verdict.querySelector("#prediction").textContent = String(body.prediction);
+  verdict.querySelector("#confidence strong").textContent = percent(body.confidence);
+
+  const more = cloneTemplate("details-template");
+  more.querySelector("#input-image").src = body.input_image;
+  const timing = more.querySelector("#timing");
+  timing.textContent = `Answered in ${Math.round(milliseconds)} ms`;
+  timing.hidden = false;
+  more.querySelectorAll("#probabilities li").forEach((item, digit) => {
+    const probability = body.probabilities[digit];
+    item.classList.toggle("top", digit === body.prediction);
+    item.querySelector("meter").value = probability;
+    item.querySelector(".percent").textContent = percent(probability);
+  });
+
+  statusRegion.replaceChildren(verdict);
+  details.replaceChildren(more);
+}
+
+function showError(message) {
   const paragraph = document.createElement("p");
   paragraph.id = "error";
   paragraph.className = "error";
-  paragraph.textContent = message;
-  status.replaceChildren(paragraph);
+  paragraph.textContent = sentence(message);
+  statusRegion.replaceChildren(paragraph);
+  details.replaceChildren();
 }
 
-async function submitUpload(event) {
-  event.preventDefault();
-  const form = event.currentTarget;
-  try {
-    const response = await fetch("/predict?input_image=1", {
-      method: "POST",
-      body: new FormData(form),
-    });
-    const body = await response.json();
-    if (response.ok) {
-      renderResult(body);
-    } else {
-      renderError(body.error ? body.error.message : `The server answered ${response.status}.`);
-    }
-  } catch (error) {
-    renderError("The server could not be reached. Please try again.");
+function showPlaceholder() {
+  statusRegion.replaceChildren(cloneTemplate("placeholder-template"));
+  details.replaceChildren();
+}
+
+// aria-busy lets screen readers wait for the finished result instead of
+// announcing the half-replaced region.
+function setBusy(busy) {
+  statusRegion.setAttribute("aria-busy", String(busy));
+  resultPanel.classList.toggle("busy", busy);
+}
+
+// On a narrow screen the answer may be out of sight of the control used.
+function bringResultIntoView() {
+  const box = statusRegion.getBoundingClientRect();
+  if (box.top >= 0 && box.bottom <= window.innerHeight) return;
+  const still = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+  resultPanel.scrollIntoView({ block: "start", behavior: still ? "auto" : "smooth" });
+}
+
+// ---- Asking the server ----------------------------------------------------
+
+// The request in flight, so a newer one (the next stroke, another file)
+// replaces it instead of racing it.
+let inFlight = null;
+// What the shown result is about: "drawing" or "image".
+let shownSource = null;
+
+function cancelRequest() {
+  if (inFlight) {
+    inFlight.controller.abort();
+    inFlight = null;
+    setBusy(false);
   }
 }
 
-document.addEventListener("DOMContentLoaded", () => {
-  document.getElementById("upload-form").addEventListener("submit", submitUpload);
-});
+async function readJson(response) {
+  try {
+    return await response.json();
+  } catch {
+    return null; // a proxy's HTML error page, for example
+  }
+}
+
+async function recognise(blob, filename, source) {
+  cancelRequest();
+  const request = { controller: new AbortController(), source };
+  inFlight = request;
+  setBusy(true);
+  const upload = new FormData();
+  upload.append("file", blob, filename);
+  const started = performance.now();
+  try {
+    const response = await fetch(predictUrl, {
+      method: "POST",
+      body: upload,
+      signal: request.controller.signal,
+    });
+    const body = await readJson(response);
+    const elapsed = performance.now() - started;
+    if (response.ok && body) {
+      showResult(body, elapsed);
+    } else {
+      showError(body?.error?.message ?? `The server answered with status ${response.status}`);
+    }
+    shownSource = source;
+    if (source === "image") bringResultIntoView();
+  } catch (error) {
+    if (error.name === "AbortError") return; // replaced by a newer request
+    showError("The server could not be reached. Check the connection and try again");
+    shownSource = source;
+  } finally {
+    if (inFlight === request) {
+      inFlight = null;
+      setBusy(false);
+    }
+  }
+}
+
+// ---- Images: choose, drop or paste ----------------------------------------
+
+let previewUrl = null;
+
+function showPreview(file) {
+  if (previewUrl) URL.revokeObjectURL(previewUrl);
+  previewUrl = URL.createObjectURL(file);
+  preview.src = previewUrl;
+  preview.hidden = false;
+}
+
+// A dropped or pasted file also goes into the file input, so the form and
+// its Recognise button hold what is shown.
+function putInFileInput(file) {
+  const transfer = new DataTransfer();
+  transfer.items.add(file);
+  fileInput.files = transfer.files;
+}
+
+function useImage(file) {
+  showPreview(file);
+  recognise(file, file.name || "image.png", "image");
+}
+
+function carriesFiles(event) {
+  return Array.from(event.dataTransfer?.types ?? []).includes("Files");
+}
+
+function onDragOver(event) {
+  if (!carriesFiles(event)) return;
+  event.preventDefault(); // allows the drop
+  event.dataTransfer.dropEffect = "copy";
+  dropZone.classList.add("dragging");
+}
+
+function onDragLeave(event) {
+  if (event.relatedTarget === null) dropZone.classList.remove("dragging"); // left the window
+}
+
+function onDrop(event) {
+  if (!carriesFiles(event)) return;
+  event.preventDefault(); // the browser would otherwise open the file
+  dropZone.classList.remove("dragging");
+  const file = event.dataTransfer.files[0];
+  putInFileInput(file);
+  useImage(file);
+}
+
+function onPaste(event) {
+  const files = Array.from(event.clipboardData?.files ?? []);
+  const image = files.find((file) => file.type.startsWith("image/"));
+  if (!image) {
+    showError("The clipboard holds no image. Copy a picture, then paste it here");
+    return;
+  }
+  event.preventDefault();
+  putInFileInput(image);
+  useImage(image);
+}
+
+function onFileChosen() {
+  const file = fileInput.files[0];
+  if (file) useImage(file);
+}
+
+function onSubmit(event) {
+  event.preventDefault();
+  const file = fileInput.files[0];
+  if (file) {
+    useImage(file);
+  } else {
+    showError("Choose an image file first");
+  }
+}
+
+// ---- The drawing pad ------------------------------------------------------
+
+// The pen's width as a share of the pad's side: once the server scales the
+// digit to 20 pixels, this is close to the pen of the MNIST digits.
+const PEN_WIDTH = 0.065;
+const INK = "#111";
+const PAPER = "#fff";
+// Keyboard pen steps, as shares of the pad's side.
+const STEP = 1 / 40;
+const BIG_STEP = 1 / 10;
+
+// Strokes are lists of points in 0..1 pad coordinates, so they survive the
+// pad being resized and can be redrawn after an undo.
+let strokes = [];
+let stroke = null; // the stroke being drawn
+let pointerId = null; // the pointer drawing it
+const keyboardPen = { x: 0.5, y: 0.5 };
+
+function toPixels(point) {
+  return [point.x * canvas.width, point.y * canvas.height];
+}
+
+function paintStroke(points) {
+  context.lineWidth = PEN_WIDTH * canvas.width;
+  context.lineCap = "round";
+  context.lineJoin = "round";
+  context.strokeStyle = INK;
+  context.fillStyle = INK;
+  context.beginPath();
+  if (points.length === 1) {
+    const [x, y] = toPixels(points[0]);
+    context.arc(x, y, context.lineWidth / 2, 0, 2 * Math.PI);
+    context.fill();
+    return;
+  }
+  context.moveTo(...toPixels(points[0]));
+  for (const point of points.slice(1)) context.lineTo(...toPixels(point));
+  context.stroke();
+}
+
+function repaint() {
+  context.fillStyle = PAPER;
+  context.fillRect(0, 0, canvas.width, canvas.height);
+  for (const points of strokes) paintStroke(points);
+  if (stroke) paintStroke(stroke);
+}
+
+// The canvas keeps one backing pixel per device pixel, so ink stays sharp on
+// phones; strokes are redrawn at the new size.
+function fitPadToScreen() {
+  const size = Math.round(canvas.getBoundingClientRect().width * window.devicePixelRatio);
+  if (size > 0 && size !== canvas.width) {
+    canvas.width = size;
+    canvas.height = size;
+    repaint();
+  }
+}
+
+function startStroke(point) {
+  stroke = [point];
+  repaint();
+}
+
+// The whole pad is repainted, not just the new segment, so what is seen is
+// exactly what an undo redraws and what is sent.
+function extendStroke(point) {
+  stroke.push(point);
+  repaint();
+}
+
+function endStroke() {
+  if (!stroke) return;
+  strokes.push(stroke);
+  stroke = null;
+  predictDrawing();
+}
+
+function predictDrawing() {
+  if (strokes.length === 0) {
+    showError("Draw a digit on the pad first");
+    return;
+  }
+  canvas.toBlob((png) => {
+    if (png) recognise(png, "drawing.png", "drawing");
+  }, "image/png");
+}
+
+// An emptied pad leaves nothing to show for it.
+function forgetDrawingResult() {
+  if (inFlight?.source === "drawing") cancelRequest();
+  if (shownSource === "drawing") {
+    showPlaceholder();
+    shownSource = null;
+  }
+}
+
+function undo() {
+  if (stroke) {
+    stroke = null; // a keyboard stroke still being drawn
+  } else {
+    strokes.pop();
+  }
+  showKeyboardPen();
+  repaint();
+  if (strokes.length > 0) {
+    predictDrawing();
+  } else {
+    forgetDrawingResult();
+  }
+}
+
+function clearPad() {
+  strokes = [];
+  stroke = null;
+  showKeyboardPen();
+  repaint();
+  forgetDrawingResult();
+}
+
+function padPoint(event) {
+  const box = canvas.getBoundingClientRect();
+  const clamp = (value) => Math.min(1, Math.max(0, value));
+  return { x: clamp((event.clientX - box.left) / box.width), y: clamp((event.clientY - box.top) / box.height) };
+}
+
+function onPointerDown(event) {
+  if (pointerId !== null || event.button !== 0) return; // one pen at a time, main button only
+  if (stroke) endStroke(); // a keyboard stroke still being drawn
+  pointerId = event.pointerId;
+  canvas.setPointerCapture(pointerId);
+  startStroke(padPoint(event));
+}
+
+function onPointerMove(event) {
+  if (event.pointerId !== pointerId) return;
+  // Fast strokes deliver several positions per event; all of them make a smoother line.
+  const samples = event.getCoalescedEvents?.() ?? [];
+  for (const sample of samples.length > 0 ? samples : [event]) extendStroke(padPoint(sample));
+}
+
+function onPointerUp(event) {
+  if (event.pointerId !== pointerId) return;
+  pointerId = null;
+  endStroke();
+}
+
+// The keyboard pen: a marker shows where it is, and while it is down each
+// move draws.
+function showKeyboardPen() {
+  penMarker.hidden = !canvas.matches(":focus-visible");
+  penMarker.classList.toggle("down", stroke !== null && pointerId === null);
+  penMarker.style.left = `${keyboardPen.x * 100}%`;
+  penMarker.style.top = `${keyboardPen.y * 100}%`;
+}
+
+function moveKeyboardPen(dx, dy) {
+  keyboardPen.x = Math.min(1, Math.max(0, keyboardPen.x + dx));
+  keyboardPen.y = Math.min(1, Math.max(0, keyboardPen.y + dy));
+  if (stroke && pointerId === null) extendStroke({ ...keyboardPen });
+  showKeyboardPen();
+}
+
+function toggleKeyboardPen() {
+  if (stroke) {
+    endStroke();
+  } else {
+    startStroke({ ...keyboardPen });
+  }
+  showKeyboardPen();
+}
+
+const PEN_MOVES = { ArrowUp: [0, -1], ArrowDown: [0, 1], ArrowLeft: [-1, 0], ArrowRight: [1, 0] };
+
+function onPadKey(event) {
+  if (pointerId !== null) return;
+  if (event.key in PEN_MOVES) {
+    const [dx, dy] = PEN_MOVES[event.key];
+    const step = event.shiftKey ? BIG_STEP : STEP;
+    moveKeyboardPen(dx * step, dy * step);
+  } else if (event.key === " " || event.key === "Enter") {
+    toggleKeyboardPen();
+  } else if (event.key === "Escape" && stroke) {
+    endStroke();
+    showKeyboardPen();
+  } else {
+    return;
+  }
+  event.preventDefault(); // arrows and Space would scroll the page
+}
+
+function onPadBlur() {
+  if (stroke && pointerId === null) endStroke(); // lifting the pen when leaving the pad
+  penMarker.hidden = true;
+}
+
+function onUndoShortcut(event) {
+  const undoKey = (event.ctrlKey || event.metaKey) && !event.shiftKey && event.key === "z";
+  if (undoKey && !(event.target instanceof HTMLInputElement)) {
+    event.preventDefault();
+    undo();
+  }
+}
+
+// ---- Start ----------------------------------------------------------------
+
+function start() {
+  document.getElementById("draw-panel").hidden = false;
+  for (const element of document.querySelectorAll(".js-only")) element.hidden = false;
+
+  form.addEventListener("submit", onSubmit);
+  fileInput.addEventListener("change", onFileChosen);
+  preview.addEventListener("error", () => { preview.hidden = true; }); // not a picture the browser shows
+  document.addEventListener("dragenter", onDragOver);
+  document.addEventListener("dragover", onDragOver);
+  document.addEventListener("dragleave", onDragLeave);
+  document.addEventListener("drop", onDrop);
+  document.addEventListener("paste", onPaste);
+
+  canvas.addEventListener("pointerdown", onPointerDown);
+  canvas.addEventListener("pointermove", onPointerMove);
+  canvas.addEventListener("pointerup", onPointerUp);
+  canvas.addEventListener("pointercancel", onPointerUp);
+  canvas.addEventListener("keydown", onPadKey);
+  canvas.addEventListener("focus", showKeyboardPen);
+  canvas.addEventListener("blur", onPadBlur);
+  document.getElementById("undo").addEventListener("click", undo);
+  document.getElementById("clear").addEventListener("click", clearPad);
+  document.getElementById("predict").addEventListener("click", predictDrawing);
+  document.addEventListener("keydown", onUndoShortcut);
+
+  new ResizeObserver(fitPadToScreen).observe(canvas);
+  repaint();
+}
+
+start();

@@ -1,28 +1,71 @@
+"""The HTML page as the server sends it: the form, the policy, the result without JavaScript."""
+
 import io
 from html.parser import HTMLParser
 
+import pytest
 from conftest import encode_image, paper_digit
 
+from app import PAGE_POLICY
 
-class ElementCollector(HTMLParser):
-    """Collects every start tag with its attributes."""
+# Elements without an end tag.
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
+        "track", "wbr"}
+
+
+class PageParser(HTMLParser):
+    """Collects every start tag with its attributes and the text of each element with an id.
+
+    The contents of <template> elements are skipped: they are blank copies for the script.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.elements: list[tuple[str, dict[str, str | None]]] = []
+        self.texts: dict[str, list[str]] = {}
+        self.open_ids: list[str | None] = []
+        self.template_depth = 0
 
     def handle_starttag(self, tag, attrs):
-        self.elements.append((tag, dict(attrs)))
+        if tag == "template" or self.template_depth:
+            self.template_depth += tag == "template"
+            return
+        found = dict(attrs)
+        self.elements.append((tag, found))
+        if tag not in VOID:
+            self.open_ids.append(found.get("id"))
+            if found.get("id"):
+                self.texts[found["id"]] = []
+
+    def handle_endtag(self, tag):
+        if tag == "template":
+            self.template_depth -= 1
+        elif not self.template_depth and tag not in VOID:
+            self.open_ids.pop()
+
+    def handle_data(self, data):
+        if not self.template_depth:
+            for element_id in filter(None, self.open_ids):
+                self.texts[element_id].append(data)
 
     def find(self, tag: str, **attrs) -> list[dict[str, str | None]]:
         return [found for name, found in self.elements
                 if name == tag and all(found.get(k) == v for k, v in attrs.items())]
 
+    def text(self, element_id: str) -> str:
+        """The element's text with runs of white space collapsed."""
+        return " ".join("".join(self.texts[element_id]).split())
 
-def parse(response) -> ElementCollector:
-    collector = ElementCollector()
+
+def parse(response) -> PageParser:
+    collector = PageParser()
     collector.feed(response.get_data(as_text=True))
     return collector
+
+
+def post_page(client, data: bytes, filename: str = "digit.png"):
+    return client.post("/", data={"file": (io.BytesIO(data), filename)},
+                       content_type="multipart/form-data")
 
 
 def test_page_has_the_upload_form(client):
@@ -30,26 +73,78 @@ def test_page_has_the_upload_form(client):
     assert response.status_code == 200
     assert response.mimetype == "text/html"
     page = parse(response)
-    (form,) = page.find("form", enctype="multipart/form-data")
+    (form,) = page.find("form", id="upload-form", enctype="multipart/form-data")
     assert form["method"] == "post"
-    assert page.find("input", type="file", name="file")
-    assert page.find("div", **{"aria-live": "polite"})
-    assert not page.find("script", src=None), "no inline scripts"
+    assert form["action"] == "/"
+    assert page.find("input", type="file", name="file", id="file")
+    assert page.find("label", **{"for": "file"})
+    assert page.find("div", id="status", role="status", **{"aria-live": "polite"})
+    assert page.text("placeholder") == "No digit yet."
+
+
+def test_page_has_a_drawing_pad_for_the_script_to_reveal(client):
+    page = parse(client.get("/"))
+    (panel,) = page.find("section", id="draw-panel")
+    assert "hidden" in panel, "drawing needs JavaScript"
+    (pad,) = page.find("canvas", id="pad")
+    assert pad["aria-label"] and pad["tabindex"] == "0"
+    for button in ("undo", "clear", "predict"):
+        assert page.find("button", id=button, type="button")
+
+
+def test_page_loads_only_its_own_files_and_no_inline_script(client):
+    page = parse(client.get("/"))
+    scripts = page.find("script")
+    assert scripts and all(script.get("src", "").startswith("/static/") for script in scripts)
+    links = [link["href"] for link in page.find("link")]
+    assert links and all(href.startswith("/static/") for href in links)
+    handlers = [(tag, name) for tag, attrs in page.elements for name in attrs
+                if name.startswith("on")]
+    assert handlers == []
+    assert not [attrs for _, attrs in page.elements if "style" in attrs]
+    for href in links + [script["src"] for script in scripts]:
+        with client.get(href) as asset:
+            assert asset.status_code == 200, href
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_page_sends_a_strict_content_security_policy(client, method):
+    response = getattr(client, method)("/")
+    policy = response.headers["Content-Security-Policy"]
+    assert policy == PAGE_POLICY
+    directives = dict(part.strip().split(" ", 1) for part in policy.split(";"))
+    assert directives["default-src"] == "'self'"
+    assert directives["img-src"] == "'self' data: blob:"
+    assert "unsafe-inline" not in policy
 
 
 def test_form_post_without_javascript_renders_the_result(client, heldout_digits):
     images, labels = heldout_digits
-    data = {"file": (io.BytesIO(encode_image(paper_digit(images[12]))), "digit.png")}
-    response = client.post("/", data=data, content_type="multipart/form-data")
+    label = int(labels[12])
+    response = post_page(client, encode_image(paper_digit(images[12])))
     assert response.status_code == 200
-    text = response.get_data(as_text=True)
-    assert f'id="prediction" class="prediction">{labels[12]}</output>' in text
-    assert "data:image/png;base64," in text
+    page = parse(response)
+    assert page.text("prediction") == str(label)
+    values = [float(meter["value"]) for meter in page.find("meter")]
+    assert len(values) == 10
+    assert sum(values) == pytest.approx(1.0, abs=1e-3)
+    assert max(values) == values[label]
+    assert page.text("confidence") == f"Confidence {values[label] * 100:.1f}%"
+    assert page.text("probabilities") == " ".join(
+        f"{digit} {value * 100:.1f}%" for digit, value in enumerate(values))
+    rows = page.find("li")
+    assert [digit for digit, row in enumerate(rows) if row.get("class") == "top"] == [label]
+    (image,) = page.find("img", id="input-image")
+    assert image["src"].startswith("data:image/png;base64,")
+    assert image["alt"]
 
 
 def test_form_post_with_a_broken_file_shows_the_error(client):
-    data = {"file": (io.BytesIO(b"not an image"), "broken.png")}
-    response = client.post("/", data=data, content_type="multipart/form-data")
+    response = post_page(client, b"not an image", "broken.png")
     assert response.status_code == 400
     assert response.mimetype == "text/html"
-    assert 'id="error"' in response.get_data(as_text=True)
+    page = parse(response)
+    message = client.post("/predict", data={"file": (io.BytesIO(b"not an image"), "x.png")},
+                          content_type="multipart/form-data").get_json()["error"]["message"]
+    assert page.text("error") == message[0].upper() + message[1:] + "."
+    assert "prediction" not in page.texts
