@@ -43,10 +43,11 @@ DEFAULT_MAX_PIXELS = 50_000_000  # decompression-bomb guard: width x height
 # JPEGs are decoded at 1/2, 1/4 or 1/8 scale while the longer side keeps at
 # least this many pixels, so a digit a twentieth of a photo tall keeps 50.
 DECODE_SIZE = 1000
-# The whole image is searched for ink at most this large (longer side) ...
-SURVEY_SIZE = 256
+# The whole image is searched for ink at most this large (longer side): small
+# enough to be quick, large enough that a thin faint stroke is not averaged away ...
+SURVEY_SIZE = 320
 # ... and the region found is read again from the decoded image at most this large,
-READ_SIZE = 256
+READ_SIZE = 320
 # ... reaching this far beyond the ink on every side (times the ink's longer
 # side), so that the region holds paper as well as ink.
 READ_MARGIN = 0.5
@@ -55,7 +56,7 @@ BACKGROUND_CELLS = 16
 # Ink must stand this far (out of 255) above the paper to count as a digit ...
 MIN_INK_CONTRAST = 24
 # ... and this many times further than the paper's own grain and noise vary.
-MIN_INK_TO_NOISE = 10.0
+MIN_INK_TO_NOISE = 20.0
 # Pixels within this many deviations of the paper's noise are taken for paper,
 NOISE_SIGMAS = 6.0
 # ... as are those fainter than this fraction of the strongest ink.

@@ -328,12 +328,22 @@ def test_photos_of_blank_paper_have_no_digit(seed):
         preprocess_image(decode_upload(encode_upload(photo, "JPEG", quality=75)))
 
 
-def test_a_harshly_lit_grainy_photo_of_blank_paper_has_no_digit():
-    rng = np.random.default_rng(7)
+@pytest.mark.parametrize("seed", range(3))
+def test_a_harshly_lit_grainy_photo_of_blank_paper_has_no_digit(seed):
+    rng = np.random.default_rng(seed)
     paper = np.full((480, 640, 3), 235.0, dtype=np.float32)
     photo = photographed(paper, rng, light=0.55, noise=9.0)
     with pytest.raises(NoDigitError):
         preprocess_image(decode_upload(encode_upload(photo, "JPEG", quality=60)))
+
+
+def test_a_thin_faint_pencil_stroke_is_found():
+    page = Image.new("L", (300, 300), 230)
+    ImageDraw.Draw(page).arc((60, 80, 200, 260), start=-90, end=90, fill=185, width=2)
+    noise = np.random.default_rng(3).normal(0, 3, (300, 300))
+    photo = Image.fromarray(np.clip(np.asarray(page) + noise, 0, 255).astype(np.uint8))
+    prepared = preprocess_image(decode_upload(encode_image(photo)))
+    assert prepared.image.max() > 200
 
 
 # crop, scale and centre
