@@ -61,6 +61,10 @@ MIN_INK_TO_NOISE = 20.0
 NOISE_SIGMAS = 6.0
 # ... as are those fainter than this fraction of the strongest ink.
 INK_FLOOR = 0.2
+# Cells of the paper's grid further than this many deviations from the fit hold ink.
+OUTLIER_SIGMAS = 3.0
+# A median absolute deviation times this is the standard deviation of Gaussian noise.
+MAD_TO_SIGMA = 1.4826
 # Nine MNIST digits in ten have strokes this wide, in pixels of the 20-pixel box:
 # the 5th and 95th percentiles of ``stroke_width`` over the subset's 9,000
 # training digits. Uploads drawn thicker or thinner are brought to the nearer end.
@@ -264,14 +268,14 @@ def paper_surface(values: np.ndarray, ink_is_bright: bool = False,
         paper = levels <= np.median(levels)
     else:
         typical = np.abs(levels - np.median(levels))
-        paper = typical <= 3.0 * 1.4826 * float(np.median(typical)) + 1.0
+        paper = typical <= OUTLIER_SIGMAS * MAD_TO_SIGMA * float(np.median(typical)) + 1.0
     for _ in range(5):
         coefficients, *_ = np.linalg.lstsq(terms[paper], levels[paper], rcond=None)
         residual = levels - terms @ coefficients
         if not ink_is_bright:
             residual = np.abs(residual)
-        spread = 1.4826 * float(np.median(np.abs(residual[paper])))
-        keep = residual <= 3.0 * spread + 1.0
+        spread = MAD_TO_SIGMA * float(np.median(np.abs(residual[paper])))
+        keep = residual <= OUTLIER_SIGMAS * spread + 1.0  # a level's slack for flat paper
         if keep.sum() < terms.shape[1] or np.array_equal(keep, paper):
             break
         paper = keep
@@ -305,7 +309,7 @@ def isolate_ink(flat: np.ndarray) -> np.ndarray:
     """
     smooth = mean3x3(flat)
     paper = float(np.median(smooth))
-    noise = 1.4826 * float(np.median(np.abs(smooth - paper)))
+    noise = MAD_TO_SIGMA * float(np.median(np.abs(smooth - paper)))
     peak = float(smooth.max()) - paper
     if peak < MIN_INK_CONTRAST or peak < MIN_INK_TO_NOISE * noise:
         raise NoDigitError("no digit was found in the image")
