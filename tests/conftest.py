@@ -7,6 +7,8 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
+from werkzeug.datastructures import FileStorage
+from werkzeug.test import encode_multipart
 
 import folder_paths
 from app import create_app
@@ -48,6 +50,11 @@ def paper_digit(digit: np.ndarray, scale: int = 4) -> Image.Image:
 
 
 def upload(client, data: bytes, filename: str = "digit.png", query: str = ""):
-    """POST ``data`` to /predict as the multipart ``file`` part."""
-    return client.post(f"/predict{query}", data={"file": (io.BytesIO(data), filename)},
-                       content_type="multipart/form-data")
+    """POST ``data`` to /predict as the multipart ``file`` part.
+
+    The body is encoded in memory: the test client would spill a large one to
+    a temporary file that nothing closes.
+    """
+    boundary, body = encode_multipart({"file": FileStorage(io.BytesIO(data), filename)})
+    return client.post(f"/predict{query}", data=body,
+                       content_type=f"multipart/form-data; boundary={boundary}")
