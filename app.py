@@ -21,6 +21,7 @@ from flask import Blueprint, Flask, current_app, jsonify, render_template, reque
 from flask.wrappers import Request
 
 import folder_paths
+from backends import DEFAULT_BACKEND
 from errors import ApiError, api_error_from, discard_request_body, register_error_handlers
 from model import DATA_CREDIT, DigitClassifier, WeightsError
 from pipeline import encode_prediction, infer, prepare_upload
@@ -29,6 +30,7 @@ from preprocess import DEFAULT_MAX_PIXELS
 DEFAULT_CONFIG: dict[str, Any] = {
     "WEIGHTS": "model.pt",  # file name inside weights/
     "DEVICE": "auto",  # auto, cpu, cuda or cuda:N
+    "BACKEND": DEFAULT_BACKEND,  # eager, onnx, torchscript or compile
     "MAX_CONTENT_LENGTH": 10 * 1024 * 1024,  # largest accepted request body, bytes
     "MAX_IMAGE_PIXELS": DEFAULT_MAX_PIXELS,  # largest accepted image, width x height
     "TORCH_THREADS": 0,  # torch threads per process; 0 keeps torch's default
@@ -66,7 +68,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     app.register_blueprint(bp)
     weights = folder_paths.get_full_path("weights", app.config["WEIGHTS"])
-    app.extensions["digit_classifier"] = DigitClassifier(weights, app.config["DEVICE"])
+    app.extensions["digit_classifier"] = DigitClassifier(
+        weights, app.config["DEVICE"], app.config["BACKEND"], threads or None
+    )
     return app
 
 
@@ -130,7 +134,7 @@ def model_info():
     return jsonify({
         "architecture": classifier.architecture,
         "sha256": classifier.sha256,
-        "backend": "eager",
+        "backend": classifier.backend,
         "accuracy": classifier.card.validation_accuracy,
         "device": str(classifier.device),
         "loaded_at": classifier.loaded_at.isoformat(),

@@ -2,7 +2,7 @@
 
     python evaluate.py                     # the subset's 1,000 held-out digits (see train.py)
     python evaluate.py --digits FILE.npz   # every digit in FILE (e.g. a test fixture)
-    python evaluate.py --weights other.pt
+    python evaluate.py --weights other.pt --backend onnx
 
 Each digit goes through ``preprocess.normalise_digit``, as in training and as
 uploads do. The estimate comes with a 95% Wilson score interval: with 1,000
@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 import folder_paths
+from backends import BACKENDS
 from model import DigitClassifier
 from preprocess import normalise_digit, to_model_input
 from train import DEFAULT_SUBSET, load_subset, split_subset
@@ -85,6 +86,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the training subset; its fixed held-out part is measured")
     source.add_argument("--digits", type=Path, help="an .npz whose every digit is measured")
     parser.add_argument("--weights", default="model.pt", help="file name inside weights/")
+    parser.add_argument("--backend", choices=BACKENDS, default="eager")
     parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
     return parser.parse_args(argv)
 
@@ -96,9 +98,9 @@ def main(argv: list[str] | None = None) -> Accuracy:
     else:
         _, (images, labels) = split_subset(*load_subset(args.data))
     weights = folder_paths.get_full_path("weights", args.weights)
-    classifier = DigitClassifier(weights, args.device)
+    classifier = DigitClassifier(weights, args.device, args.backend)
     accuracy = measure(classifier, images, labels)
-    print(f"{weights.name} ({classifier.architecture}): accuracy {accuracy}")
+    print(f"{weights.name} ({classifier.architecture}, {classifier.backend}): accuracy {accuracy}")
     recorded = classifier.card.validation_accuracy
     if recorded is not None:
         print(f"its card records a validation accuracy of {recorded:.2%}")

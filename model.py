@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from backends import build_runner_or_eager
+
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
 DATA_CREDIT = "MNIST (Yann LeCun, Corinna Cortes, Christopher J.C. Burges), CC BY-SA 3.0"
 
@@ -185,12 +187,19 @@ class DigitClassifier:
 
     Inputs are normalised tensors shaped ``(N, 1, 28, 28)`` as made by
     ``preprocess.py``; outputs are ``(N, 10)`` probabilities on the CPU.
+    ``backend`` picks how the network runs (see ``backends.py``); when that
+    backend cannot be built here the classifier runs in eager mode, and
+    ``backend`` tells which one is in use. ``threads`` is the CPU thread count
+    for backends with their own thread pool (torch's current count if None).
     """
 
-    def __init__(self, weights: str | os.PathLike[str], device: str = "auto") -> None:
+    def __init__(self, weights: str | os.PathLike[str], device: str = "auto",
+                 backend: str = "eager", threads: int | None = None) -> None:
         self.weights = Path(weights)
         self.device = resolve_device(device)
         self.network, self.card = load_network(self.weights, self.device)
+        self.runner, self.backend = build_runner_or_eager(self.network, backend, self.device,
+                                                          threads)
         self.loaded_at = datetime.now(UTC)
 
     @property
@@ -206,13 +215,17 @@ class DigitClassifier:
         if batch.ndim != 4 or tuple(batch.shape[1:]) != (1, 28, 28):
             raise ValueError(f"expected a batch shaped (N, 1, 28, 28), got {tuple(batch.shape)}")
         with torch.inference_mode():
-            logits = self.network(batch.to(self.device, dtype=torch.float32))
-            return F.softmax(logits, dim=1).cpu()
+            logits = self.runner(batch.to(self.device, dtype=torch.float32))
+            return F.softmax(logits.float(), dim=1).cpu()
 
     def release(self) -> None:
         """Free the network's memory, including cached CUDA blocks."""
-        on_cuda = self.device.type == "cuda"
-        del self.network
-        gc.collect()
-        if on_cuda:
-            torch.cuda.empty_cache()
+        del self.network, self.runner
+        release_memory(self.device)
+
+
+def release_memory(device: torch.device) -> None:
+    """Collect what was dropped (compiled forms hold reference cycles) and return CUDA's cache."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
