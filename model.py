@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import io
 import json
 import os
 from collections.abc import Callable
@@ -162,20 +163,31 @@ class WeightsCard:
             raise WeightsError(f"weights card {path} is not valid: {error}") from None
 
 
-def load_network(weights: Path, device: torch.device) -> tuple[nn.Module, WeightsCard]:
-    """Load, verify and return a network in eval mode on ``device`` with its card."""
+def load_network(weights: Path, device: torch.device,
+                 expected_sha256: str | None = None) -> tuple[nn.Module, WeightsCard]:
+    """Load, verify and return a network in eval mode on ``device`` with its card.
+
+    The file is read once and its bytes are both hashed and loaded, so a file
+    replaced between the check and the load cannot slip through. With
+    ``expected_sha256`` the file must also be exactly that one.
+    """
     weights = Path(weights)
     if not weights.is_file():
         raise WeightsError(f"weights file {weights} does not exist; run train.py to create it")
     card = WeightsCard.read(weights)
-    actual = file_sha256(weights)
+    data = weights.read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
     if actual != card.sha256:
         raise WeightsError(
             f"weights file {weights} has sha256 {actual}, but its card records {card.sha256}"
         )
+    if expected_sha256 is not None and actual != expected_sha256:
+        raise WeightsError(
+            f"weights file {weights} has sha256 {actual}, not the expected {expected_sha256}"
+        )
     try:
         network = build_network(card.architecture)
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         network.load_state_dict(state)
     except Exception as error:  # torch raises many types for a corrupt or mismatched file
         raise WeightsError(f"weights file {weights} cannot be loaded: {error}") from None
@@ -194,10 +206,11 @@ class DigitClassifier:
     """
 
     def __init__(self, weights: str | os.PathLike[str], device: str = "auto",
-                 backend: str = "eager", threads: int | None = None) -> None:
+                 backend: str = "eager", threads: int | None = None,
+                 expected_sha256: str | None = None) -> None:
         self.weights = Path(weights)
         self.device = resolve_device(device)
-        self.network, self.card = load_network(self.weights, self.device)
+        self.network, self.card = load_network(self.weights, self.device, expected_sha256)
         self.runner, self.backend = build_runner_or_eager(self.network, backend, self.device,
                                                           threads)
         self.loaded_at = datetime.now(UTC)

@@ -117,6 +117,12 @@ def test_pickled_objects_are_never_unpickled(tmp_path):
         DigitClassifier(target, device="cpu")
 
 
+def test_weights_other_than_the_expected_ones_are_refused(tmp_path):
+    target = copy_weights(tmp_path)
+    with pytest.raises(WeightsError, match="expected"):
+        DigitClassifier(target, device="cpu", expected_sha256="0" * 64)
+
+
 def test_missing_card_is_reported(tmp_path):
     target = copy_weights(tmp_path)
     card_path(target).unlink()
