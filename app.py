@@ -10,7 +10,9 @@ then the ``test_config`` mapping; the README lists them all.
 from __future__ import annotations
 
 import argparse
+import hmac
 import io
+import ipaddress
 import os
 import sys
 from collections.abc import Mapping
@@ -21,21 +23,27 @@ from flask import Blueprint, Flask, current_app, jsonify, render_template, reque
 from flask.wrappers import Request
 
 import folder_paths
+from backends import DEFAULT_BACKEND
 from errors import ApiError, api_error_from, discard_request_body, register_error_handlers
 from model import DATA_CREDIT, DigitClassifier, WeightsError
 from pipeline import encode_prediction, infer, prepare_upload
 from preprocess import DEFAULT_MAX_PIXELS
+from reload import ModelSlot, SharedState
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "WEIGHTS": "model.pt",  # file name inside weights/
     "DEVICE": "auto",  # auto, cpu, cuda or cuda:N
+    "BACKEND": DEFAULT_BACKEND,  # eager, onnx, torchscript or compile
     "MAX_CONTENT_LENGTH": 10 * 1024 * 1024,  # largest accepted request body, bytes
     "MAX_IMAGE_PIXELS": DEFAULT_MAX_PIXELS,  # largest accepted image, width x height
     "TORCH_THREADS": 0,  # torch threads per process; 0 keeps torch's default
+    "ADMIN_KEY": "",  # empty: /admin/ answers loopback clients only
+    "STATE_DIR": "",  # folder shared by one server's workers; empty: reloads stay in-process
 }
 TRUE_WORDS = ("1", "true", "yes", "on")
 
 bp = Blueprint("digits", __name__)
+admin = Blueprint("admin", __name__, url_prefix="/admin")
 
 
 class InMemoryRequest(Request):
@@ -56,6 +64,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.request_class = InMemoryRequest
     app.config.from_mapping(DEFAULT_CONFIG)
     app.config.from_prefixed_env("DIGITS")
+    if "DIGITS_ADMIN_KEY" in os.environ:
+        # from_prefixed_env parses values as JSON; a key is text even when it looks like a number.
+        app.config["ADMIN_KEY"] = os.environ["DIGITS_ADMIN_KEY"]
     if test_config is not None:
         app.config.from_mapping(test_config)
 
@@ -65,14 +76,54 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     register_error_handlers(app)
     app.register_blueprint(bp)
-    weights = folder_paths.get_full_path("weights", app.config["WEIGHTS"])
-    app.extensions["digit_classifier"] = DigitClassifier(weights, app.config["DEVICE"])
+    app.register_blueprint(admin)
+    app.extensions["model_slot"] = create_model_slot(app.config)
+    app.before_request(follow_reloads)
     return app
 
 
+def create_model_slot(config: Mapping[str, Any]) -> ModelSlot:
+    """The process's model, loaded with the configured device, backend and threads."""
+    device, backend = config["DEVICE"], config["BACKEND"]
+    threads = int(config["TORCH_THREADS"]) or None
+
+    def load(weights: str, expected_sha256: str | None) -> DigitClassifier:
+        path = folder_paths.get_full_path("weights", weights)
+        return DigitClassifier(path, device, backend, threads, expected_sha256)
+
+    state = SharedState(config["STATE_DIR"]) if config["STATE_DIR"] else None
+    return ModelSlot(load, config["WEIGHTS"], state)
+
+
+def get_model_slot() -> ModelSlot:
+    """The slot holding this process's model; reloads go through it."""
+    return current_app.extensions["model_slot"]
+
+
 def get_classifier() -> DigitClassifier:
-    """The classifier loaded for this process."""
-    return current_app.extensions["digit_classifier"]
+    """The classifier this process serves now."""
+    return get_model_slot().current
+
+
+def follow_reloads() -> None:
+    """Before each request: serve the weights another worker of this server reloaded."""
+    get_model_slot().follow()
+
+
+def describe_model() -> dict[str, object]:
+    """What model this process serves, as ``/model`` answers it."""
+    weights, classifier = get_model_slot().served
+    return {
+        "architecture": classifier.architecture,
+        "weights": weights,
+        "sha256": classifier.sha256,
+        "backend": classifier.backend,
+        "accuracy": classifier.card.validation_accuracy,
+        "device": str(classifier.device),
+        "threads": torch.get_num_threads(),
+        "loaded_at": classifier.loaded_at.isoformat(),
+        "data_credit": DATA_CREDIT,
+    }
 
 
 def read_upload() -> bytes:
@@ -140,22 +191,60 @@ def predict():
 @bp.get("/model")
 def model_info():
     """What model this process serves."""
-    classifier = get_classifier()
-    return jsonify({
-        "architecture": classifier.architecture,
-        "sha256": classifier.sha256,
-        "backend": "eager",
-        "accuracy": classifier.card.validation_accuracy,
-        "device": str(classifier.device),
-        "loaded_at": classifier.loaded_at.isoformat(),
-        "data_credit": DATA_CREDIT,
-    })
+    return jsonify(describe_model())
 
 
 @bp.get("/health")
 def health():
     """Liveness check for load balancers and tests."""
     return jsonify({"status": "ok"})
+
+
+def is_loopback(address: str | None) -> bool:
+    """True for 127.0.0.0/8 and ::1 (also as an IPv4-mapped IPv6 address)."""
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return (mapped or ip).is_loopback
+
+
+@admin.before_request
+def require_admin() -> None:
+    """With ``ADMIN_KEY`` set, the key as a bearer token; without, a loopback client."""
+    key = str(current_app.config["ADMIN_KEY"] or "")
+    if key:
+        scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(sent.strip().encode(),
+                                                                 key.encode()):
+            raise ApiError("forbidden", "the admin endpoints need the admin key as a bearer token")
+    elif not is_loopback(request.remote_addr):
+        raise ApiError("forbidden", "the admin endpoints answer loopback clients only")
+
+
+@admin.post("/reload")
+def reload_model():
+    """Load new weights (JSON ``{"weights": "name.pt"}``, default: the same file again).
+
+    The new model is checked beside the old one and swapped in only if it
+    passes; every worker of this server follows. A bad file keeps the old model.
+    """
+    body = request.get_json(silent=True) or {}
+    weights = body.get("weights") if isinstance(body, dict) else None
+    if weights is not None and not isinstance(weights, str):
+        raise ApiError("bad_request", "'weights' must be a file name inside weights/")
+    slot = get_model_slot()
+    served_weights, served = slot.served
+    previous = {"weights": served_weights, "sha256": served.sha256}
+    del served  # hold no reference: the old model's memory is freed once it is swapped out
+    try:
+        slot.reload(weights)
+    except WeightsError as error:
+        raise ApiError("invalid_weights", f"{error}; still serving {previous['weights']}") from None
+    except ValueError as error:
+        raise ApiError("bad_request", str(error)) from None
+    return jsonify({"reloaded": True, "previous": previous, "model": describe_model()})
 
 
 def main(argv: list[str] | None = None) -> None:

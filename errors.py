@@ -25,6 +25,8 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "payload_too_large": (413, "the request body is larger than the configured limit"),
     "image_too_large": (413, "the image has more pixels than the configured limit"),
     "no_digit_found": (422, "the image holds no ink that could be a digit"),
+    "invalid_weights": (422, "the new weights are missing, corrupt or do not match their card;"
+                             " the old model keeps serving"),
     "internal_error": (500, "the server failed; the error was logged"),
 }
 

@@ -5,6 +5,8 @@ environment variables named here (see the README's settings table).
 """
 
 import os
+import shutil
+import tempfile
 
 _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
@@ -22,7 +24,22 @@ errorlog = "-"
 # Heartbeat files in memory rather than on a possibly slow disk.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
-# Each worker gets its share of the cores: with torch's default (every core per
-# process) the workers fight over the cores and throughput collapses.
-if "DIGITS_TORCH_THREADS" not in os.environ:
-    raw_env = [f"DIGITS_TORCH_THREADS={max(1, _cores // workers)}"]
+
+def on_starting(server):
+    """In the master, before any worker forks: settings every worker of this server inherits."""
+    # Each worker gets its share of the cores: with torch's default (every core per
+    # process) the workers fight over the cores and throughput collapses. The
+    # final worker count (command line included) is known only here.
+    if "DIGITS_TORCH_THREADS" not in os.environ:
+        os.environ["DIGITS_TORCH_THREADS"] = str(max(1, _cores // server.cfg.workers))
+    # One folder per server through which a hot reload reaches every worker.
+    if "DIGITS_STATE_DIR" not in os.environ:
+        server.digits_state_dir = tempfile.mkdtemp(prefix="digits-state-", dir=worker_tmp_dir)
+        os.environ["DIGITS_STATE_DIR"] = server.digits_state_dir
+
+
+def on_exit(server):
+    """Remove the state folder this server made (a configured one is left alone)."""
+    folder = getattr(server, "digits_state_dir", None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)

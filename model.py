@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import io
 import json
 import os
 from collections.abc import Callable
@@ -19,6 +20,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from backends import build_runner_or_eager
 
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
 DATA_CREDIT = "MNIST (Yann LeCun, Corinna Cortes, Christopher J.C. Burges), CC BY-SA 3.0"
@@ -43,9 +46,41 @@ class ClassicNet(nn.Module):
         return self.fc2(x)
 
 
+def conv_bn_relu(inputs: int, outputs: int) -> list[nn.Module]:
+    """A 3x3 convolution that keeps the image size, batch normalisation and ReLU."""
+    # No bias: the batch normalisation that follows has its own.
+    return [nn.Conv2d(inputs, outputs, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm2d(outputs), nn.ReLU(inplace=True)]
+
+
+class BatchNormNet(nn.Module):
+    """Five 3x3 convolutions with batch normalisation, two max-pools, global average pooling.
+
+    28x28 -> 2 convs -> 14x14 -> 2 convs -> 7x7 -> 1 conv -> average -> dropout -> linear.
+    """
+
+    def __init__(self, widths: tuple[int, int, int, int, int] = (32, 32, 64, 64, 128),
+                 dropout: float = 0.2) -> None:
+        super().__init__()
+        w1, w2, w3, w4, w5 = widths
+        self.features = nn.Sequential(
+            *conv_bn_relu(1, w1), *conv_bn_relu(w1, w2), nn.MaxPool2d(2),
+            *conv_bn_relu(w2, w3), *conv_bn_relu(w3, w4), nn.MaxPool2d(2),
+            *conv_bn_relu(w4, w5),
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(w5, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # A plain mean rather than AdaptiveAvgPool2d, whose CUDA backward is not deterministic.
+        x = self.features(x).mean(dim=(2, 3))
+        return self.fc(self.dropout(x))
+
+
 # Architectures by the name recorded in each weights card.
 ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {
     "classic": ClassicNet,
+    "bn-conv": BatchNormNet,
 }
 
 
@@ -128,20 +163,31 @@ class WeightsCard:
             raise WeightsError(f"weights card {path} is not valid: {error}") from None
 
 
-def load_network(weights: Path, device: torch.device) -> tuple[nn.Module, WeightsCard]:
-    """Load, verify and return a network in eval mode on ``device`` with its card."""
+def load_network(weights: Path, device: torch.device,
+                 expected_sha256: str | None = None) -> tuple[nn.Module, WeightsCard]:
+    """Load, verify and return a network in eval mode on ``device`` with its card.
+
+    The file is read once and its bytes are both hashed and loaded, so a file
+    replaced between the check and the load cannot slip through. With
+    ``expected_sha256`` the file must also be exactly that one.
+    """
     weights = Path(weights)
     if not weights.is_file():
         raise WeightsError(f"weights file {weights} does not exist; run train.py to create it")
     card = WeightsCard.read(weights)
-    actual = file_sha256(weights)
+    data = weights.read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
     if actual != card.sha256:
         raise WeightsError(
             f"weights file {weights} has sha256 {actual}, but its card records {card.sha256}"
         )
+    if expected_sha256 is not None and actual != expected_sha256:
+        raise WeightsError(
+            f"weights file {weights} has sha256 {actual}, not the expected {expected_sha256}"
+        )
     try:
         network = build_network(card.architecture)
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         network.load_state_dict(state)
     except Exception as error:  # torch raises many types for a corrupt or mismatched file
         raise WeightsError(f"weights file {weights} cannot be loaded: {error}") from None
@@ -153,12 +199,20 @@ class DigitClassifier:
 
     Inputs are normalised tensors shaped ``(N, 1, 28, 28)`` as made by
     ``preprocess.py``; outputs are ``(N, 10)`` probabilities on the CPU.
+    ``backend`` picks how the network runs (see ``backends.py``); when that
+    backend cannot be built here the classifier runs in eager mode, and
+    ``backend`` tells which one is in use. ``threads`` is the CPU thread count
+    for backends with their own thread pool (torch's current count if None).
     """
 
-    def __init__(self, weights: str | os.PathLike[str], device: str = "auto") -> None:
+    def __init__(self, weights: str | os.PathLike[str], device: str = "auto",
+                 backend: str = "eager", threads: int | None = None,
+                 expected_sha256: str | None = None) -> None:
         self.weights = Path(weights)
         self.device = resolve_device(device)
-        self.network, self.card = load_network(self.weights, self.device)
+        self.network, self.card = load_network(self.weights, self.device, expected_sha256)
+        self.runner, self.backend = build_runner_or_eager(self.network, backend, self.device,
+                                                          threads)
         self.loaded_at = datetime.now(UTC)
 
     @property
@@ -174,13 +228,17 @@ class DigitClassifier:
         if batch.ndim != 4 or tuple(batch.shape[1:]) != (1, 28, 28):
             raise ValueError(f"expected a batch shaped (N, 1, 28, 28), got {tuple(batch.shape)}")
         with torch.inference_mode():
-            logits = self.network(batch.to(self.device, dtype=torch.float32))
-            return F.softmax(logits, dim=1).cpu()
+            logits = self.runner(batch.to(self.device, dtype=torch.float32))
+            return F.softmax(logits.float(), dim=1).cpu()
 
     def release(self) -> None:
         """Free the network's memory, including cached CUDA blocks."""
-        on_cuda = self.device.type == "cuda"
-        del self.network
-        gc.collect()
-        if on_cuda:
-            torch.cuda.empty_cache()
+        del self.network, self.runner
+        release_memory(self.device)
+
+
+def release_memory(device: torch.device) -> None:
+    """Collect what was dropped (compiled forms hold reference cycles) and return CUDA's cache."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()

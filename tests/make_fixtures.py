@@ -4,6 +4,8 @@
 
 It takes the first PER_CLASS digits of each class from the subset's fixed
 held-out part (see ``train.py``), which no committed weights were trained on.
+It also writes ``tests/fixtures/heldout_all.npz``: the whole held-out part
+(1,000 digits), so that a test can reproduce the accuracy a weights card records.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from train import DEFAULT_SUBSET, held_out_mask, load_subset  # noqa: E402
 
 PER_CLASS = 50
 FIXTURE = "fixtures/heldout_digits.npz"
+ALL_FIXTURE = "fixtures/heldout_all.npz"
 
 
 def main() -> None:
@@ -31,6 +34,10 @@ def main() -> None:
     np.savez_compressed(out, images=images[chosen], labels=labels[chosen].astype(np.uint8),
                         subset_indices=chosen)
     print(f"wrote {len(chosen)} held-out digits to {out}")
+    out = folder_paths.get_full_path("tests", ALL_FIXTURE)
+    np.savez_compressed(out, images=images[indices], labels=labels[indices].astype(np.uint8),
+                        subset_indices=indices)
+    print(f"wrote all {len(indices)} held-out digits to {out}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import torch
 import folder_paths
 from model import (
     ARCHITECTURES,
+    ClassicNet,
     DigitClassifier,
     WeightsError,
     build_network,
@@ -35,7 +36,22 @@ def test_committed_weights_match_their_card(classifier):
     card = json.loads(card_path(WEIGHTS).read_text())
     assert card["sha256"] == file_sha256(WEIGHTS) == classifier.sha256
     assert card["architecture"] in ARCHITECTURES
-    assert card["validation_accuracy"] >= 0.985
+    assert card["validation_accuracy"] >= 0.993
+    assert card["command"].startswith("python train.py")
+
+
+def test_committed_weights_are_small():
+    assert WEIGHTS.stat().st_size <= 1.5 * 1024 * 1024
+
+
+@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
+def test_every_registered_architecture_maps_digits_to_ten_logits(architecture):
+    network = build_network(architecture).eval()
+    assert network(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_the_classic_network_stays_available_by_name():
+    assert isinstance(build_network("classic"), ClassicNet)
 
 
 def test_loaded_network_is_in_eval_mode_on_the_cpu(classifier):
@@ -99,6 +115,12 @@ def test_pickled_objects_are_never_unpickled(tmp_path):
                                              "sha256": file_sha256(target)}))
     with pytest.raises(WeightsError, match="cannot be loaded"):
         DigitClassifier(target, device="cpu")
+
+
+def test_weights_other_than_the_expected_ones_are_refused(tmp_path):
+    target = copy_weights(tmp_path)
+    with pytest.raises(WeightsError, match="expected"):
+        DigitClassifier(target, device="cpu", expected_sha256="0" * 64)
 
 
 def test_missing_card_is_reported(tmp_path):

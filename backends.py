@@ -1,0 +1,185 @@
+"""Ways to run a loaded network: eager PyTorch, ONNX Runtime, TorchScript or torch.compile.
+
+Each backend turns an eval-mode network into a *runner*: a function from a
+float32 batch ``(N, 1, 28, 28)`` on the network's device to logits ``(N, 10)``.
+Compiled forms are built at load time, in memory, from the loaded weights;
+nothing compiled is ever written beside the weights. Before a runner is used
+it must give the same logits as the eager network (``check_runner``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+Runner = Callable[[torch.Tensor], torch.Tensor]
+
+BACKENDS = ("eager", "onnx", "torchscript", "compile")
+DEFAULT_BACKEND = "onnx"  # the fastest at batch 1 on the CPU (benchmarks/bench_backends.py)
+BACKEND_CHOICES = ", ".join(BACKENDS)
+# Compiled runners may reorder floating-point sums; anything beyond this is a real difference.
+LOGIT_TOLERANCE = 1e-3
+
+log = logging.getLogger(__name__)
+
+
+class BackendError(RuntimeError):
+    """A backend that cannot be built here or that disagrees with eager mode."""
+
+
+def eager_runner(network: nn.Module, device: torch.device, threads: int) -> Runner:
+    """The network itself, run by PyTorch op by op."""
+    return network
+
+
+def onnx_runner(network: nn.Module, device: torch.device, threads: int) -> Runner:
+    """The network exported to ONNX in memory and run by ONNX Runtime.
+
+    On the CPU the session uses ``threads`` threads, the same share of the
+    cores as torch gets. CUDA needs the onnxruntime-gpu package.
+    """
+    import onnxruntime
+
+    providers = cpu_providers = ["CPUExecutionProvider"]
+    if device.type == "cuda":
+        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+            raise BackendError("the onnx backend on CUDA needs the onnxruntime-gpu package")
+        providers = [("CUDAExecutionProvider", {"device_id": device.index or 0}), *cpu_providers]
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1  # one small graph: nothing runs in parallel at graph level
+    options.log_severity_level = 3  # errors only: the graph optimiser's notes are noise here
+    session = onnxruntime.InferenceSession(export_onnx(network), options, providers=providers)
+    input_name = session.get_inputs()[0].name
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        (logits,) = session.run(None, {input_name: batch.detach().cpu().numpy()})
+        return torch.from_numpy(logits).to(batch.device)
+
+    run.session = session  # for inspection: its options show the thread count
+    return run
+
+
+def export_onnx(network: nn.Module) -> bytes:
+    """The network as a serialised ONNX model with a dynamic batch size.
+
+    An export takes seconds, so the last few are kept by the network's content:
+    loading the same weights again in a process (a reload of an unchanged file,
+    several apps in one process) reuses the export.
+    """
+    key = network_fingerprint(network)
+    if key not in _recent_exports:
+        _recent_exports[key] = export_onnx_uncached(network)
+        while len(_recent_exports) > RECENT_EXPORTS:
+            _recent_exports.popitem(last=False)
+    return _recent_exports[key]
+
+
+RECENT_EXPORTS = 4
+_recent_exports: OrderedDict[str, bytes] = OrderedDict()
+
+
+def network_fingerprint(network: nn.Module) -> str:
+    """A sha256 of the network's class and every parameter and buffer (names, shapes, values)."""
+    digest = hashlib.sha256(type(network).__qualname__.encode())
+    for name, tensor in network.state_dict().items():
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def export_onnx_uncached(network: nn.Module) -> bytes:
+    """Export with ``torch.onnx.export`` (the dynamo exporter), in memory."""
+    example = torch.zeros(2, 1, 28, 28, device=next(network.parameters()).device)
+    batch = torch.export.Dim("batch", min=1)
+    program = torch.onnx.export(network, (example,), dynamo=True, verbose=False,
+                                dynamic_shapes=({0: batch},))
+    return program.model_proto.SerializeToString()
+
+
+def torchscript_runner(network: nn.Module, device: torch.device, threads: int) -> Runner:
+    """The network scripted and frozen by TorchScript (constants folded, batch norm fused)."""
+    with warnings.catch_warnings():
+        # TorchScript still works but now warns that it is deprecated; this is the only filter.
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated",
+                                category=FutureWarning)
+        return torch.jit.freeze(torch.jit.script(network).eval())
+
+
+def compile_runner(network: nn.Module, device: torch.device, threads: int) -> Runner:
+    """The network compiled by ``torch.compile`` (inductor); the first calls compile it.
+
+    ``check_runner`` makes those first calls at load time, with a batch of one
+    and of two, so requests never wait for a compilation.
+    """
+    return torch.compile(network)
+
+
+BUILDERS: dict[str, Callable[[nn.Module, torch.device, int], Runner]] = {
+    "eager": eager_runner,
+    "onnx": onnx_runner,
+    "torchscript": torchscript_runner,
+    "compile": compile_runner,
+}
+
+
+def check_backend_name(backend: str) -> str:
+    """The backend's canonical name, or ``ValueError`` naming the choices."""
+    name = (backend or "").strip().lower()
+    if name not in BUILDERS:
+        raise ValueError(f"backend {backend!r} is not known; use {BACKEND_CHOICES}")
+    return name
+
+
+def probe_batches(device: torch.device) -> list[torch.Tensor]:
+    """Fixed pseudo-random inputs of batch size 1 and 2 to compare runners on."""
+    generator = torch.Generator().manual_seed(0)
+    return [torch.randn(size, 1, 28, 28, generator=generator).to(device) for size in (1, 2)]
+
+
+def check_runner(runner: Runner, network: nn.Module, device: torch.device) -> None:
+    """Raise ``BackendError`` unless ``runner`` gives the eager network's logits."""
+    with torch.inference_mode():
+        for batch in probe_batches(device):
+            expected, actual = network(batch), runner(batch)
+            if actual.shape != expected.shape:
+                shapes = f"{tuple(actual.shape)} instead of {tuple(expected.shape)}"
+                raise BackendError(f"the runner's output has the shape {shapes}")
+            difference = float((actual.float() - expected).abs().max())
+            if difference > LOGIT_TOLERANCE:
+                raise BackendError(f"logits differ from eager mode by up to {difference:.2e}")
+
+
+def build_runner(network: nn.Module, backend: str, device: torch.device,
+                 threads: int | None = None) -> Runner:
+    """A checked runner for ``backend``; ``BackendError`` when it cannot be built or disagrees."""
+    name = check_backend_name(backend)
+    threads = threads or torch.get_num_threads()
+    try:
+        runner = BUILDERS[name](network, device, threads)
+        check_runner(runner, network, device)
+    except BackendError:
+        raise
+    except Exception as error:  # exporters and compilers fail in many ways (no C++ compiler...)
+        raise BackendError(f"the {name} backend cannot be built: {error}") from error
+    return runner
+
+
+def build_runner_or_eager(network: nn.Module, backend: str, device: torch.device,
+                          threads: int | None = None) -> tuple[Runner, str]:
+    """The runner for ``backend`` and its name; eager mode, logged, if it cannot be built.
+
+    A service with a working network keeps serving even where a compiled form
+    is unavailable; ``/model`` reports the backend actually used.
+    """
+    try:
+        return build_runner(network, backend, device, threads), check_backend_name(backend)
+    except BackendError as error:
+        log.warning("falling back to eager mode: %s", error)
+        return network, "eager"

@@ -1,0 +1,89 @@
+import logging
+
+import pytest
+import torch
+
+import backends
+import folder_paths
+from backends import (
+    BACKENDS,
+    BackendError,
+    build_runner,
+    check_runner,
+    export_onnx,
+    network_fingerprint,
+    onnx_runner,
+)
+from model import DigitClassifier, build_network
+from preprocess import normalise_digit, to_model_input
+
+WEIGHTS = folder_paths.get_full_path("weights", "model.pt")
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def heldout_batch(heldout_digits):
+    images, _ = heldout_digits
+    return torch.stack([to_model_input(normalise_digit(image)) for image in images])
+
+
+@pytest.fixture(scope="module")
+def eager_probabilities(heldout_batch):
+    return DigitClassifier(WEIGHTS, "cpu", "eager").predict(heldout_batch)
+
+
+# torch.compile runs a C++ compiler on the first load (tens of seconds on two
+# cores); later loads reuse inductor's on-disk cache.
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_backend_gives_eager_answers_on_held_out_digits(backend, heldout_batch,
+                                                              eager_probabilities):
+    classifier = DigitClassifier(WEIGHTS, "cpu", backend)
+    assert classifier.backend == backend, "the backend fell back to eager mode"
+    probabilities = classifier.predict(heldout_batch)
+    torch.testing.assert_close(probabilities, eager_probabilities, atol=1e-5, rtol=1e-4)
+    assert torch.equal(probabilities.argmax(dim=1), eager_probabilities.argmax(dim=1))
+    single = classifier.predict(heldout_batch[:1])
+    torch.testing.assert_close(single, eager_probabilities[:1], atol=1e-5, rtol=1e-4)
+
+
+def test_unknown_backend_is_a_clear_error():
+    with pytest.raises(ValueError, match="eager, onnx, torchscript"):
+        DigitClassifier(WEIGHTS, "cpu", "tensorrt")
+
+
+def test_onnx_session_uses_the_given_thread_count():
+    network = build_network("classic").eval()
+    runner = onnx_runner(network, CPU, threads=1)
+    assert runner.session.get_session_options().intra_op_num_threads == 1
+
+
+def test_onnx_exports_are_reused_for_the_same_weights():
+    network = build_network("classic").eval()
+    twin = build_network("classic").eval()
+    twin.load_state_dict(network.state_dict())
+    assert network_fingerprint(twin) == network_fingerprint(network)
+    assert export_onnx(twin) is export_onnx(network)
+    with torch.no_grad():
+        twin.fc2.bias.add_(1.0)
+    assert network_fingerprint(twin) != network_fingerprint(network)
+
+
+def test_a_runner_that_disagrees_with_eager_mode_is_refused():
+    network = build_network("classic").eval()
+    with pytest.raises(BackendError, match="differ"):
+        check_runner(lambda batch: network(batch) + 0.1, network, CPU)
+    with pytest.raises(BackendError, match="shape"):
+        check_runner(lambda batch: network(batch)[:, :5], network, CPU)
+
+
+def test_a_backend_that_cannot_be_built_falls_back_to_eager(monkeypatch, caplog):
+    def broken(network, device, threads):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setitem(backends.BUILDERS, "torchscript", broken)
+    with pytest.raises(BackendError, match="no compiler here"):
+        build_runner(build_network("classic").eval(), "torchscript", CPU)
+    with caplog.at_level(logging.WARNING, logger="backends"):
+        classifier = DigitClassifier(WEIGHTS, "cpu", "torchscript")
+    assert classifier.backend == "eager"
+    assert "falling back to eager mode" in caplog.text

@@ -1,0 +1,96 @@
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import encode_image, paper_digit
+from PIL import Image
+
+import folder_paths
+import predict
+
+
+@pytest.fixture
+def folder(tmp_path, heldout_digits):
+    """Good digits (PNG, JPEG, white on black, in a subfolder), a broken file, a blank image."""
+    images, labels = heldout_digits
+    root = tmp_path / "scans"
+    (root / "more" / "deeper").mkdir(parents=True)
+    (root / ".cache").mkdir()
+    expected = {}
+    for i in (0, 60, 120, 180, 240):
+        path = root / f"digit-{i}.png"
+        path.write_bytes(encode_image(paper_digit(images[i])))
+        expected[str(path)] = labels[i]
+    jpeg = root / "more" / "photo.jpg"
+    jpeg.write_bytes(encode_image(paper_digit(images[300]).convert("RGB"), "JPEG", quality=90))
+    expected[str(jpeg)] = labels[300]
+    inverse = root / "more" / "deeper" / "mnist.png"
+    inverse.write_bytes(encode_image(Image.fromarray(images[450], mode="L")))
+    expected[str(inverse)] = labels[450]
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (root / "notes.txt").write_text("not an image")
+    (root / "blank.png").write_bytes(encode_image(Image.new("L", (64, 64), 255)))
+    (root / ".cache" / "skipped.png").write_bytes(b"hidden files are skipped")
+    return root, expected
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as stream:
+        return list(csv.DictReader(stream))
+
+
+def test_a_folder_of_good_broken_and_blank_files(folder, tmp_path):
+    root, expected = folder
+    out = tmp_path / "predictions.csv"
+    status = predict.main([str(root), "--out", str(out), "--workers", "2", "--batch-size", "4",
+                           "--no-progress"])
+    assert status == 1  # some files got no prediction
+    rows = {row["path"]: row for row in read_csv(out)}
+    assert list(read_csv(out)[0]) == ["path", "prediction", "confidence", "error"]
+    assert len(rows) == len(expected) + 3
+    for path, label in expected.items():
+        assert rows[path]["error"] == ""
+        assert int(rows[path]["prediction"]) == label
+        assert 0.0 < float(rows[path]["confidence"]) <= 1.0
+    assert rows[str(root / "broken.png")]["error"].startswith("not_an_image: ")
+    assert rows[str(root / "notes.txt")]["error"].startswith("not_an_image: ")
+    assert rows[str(root / "blank.png")]["error"].startswith("no_digit_found: ")
+    for name in ("broken.png", "notes.txt", "blank.png"):
+        assert rows[str(root / name)]["prediction"] == rows[str(root / name)]["confidence"] == ""
+    assert not any(".cache" in path for path in rows)
+
+
+def test_every_file_predicted_exits_zero_and_json_lines(folder, tmp_path):
+    root, expected = folder
+    out = tmp_path / "predictions.jsonl"
+    good = sorted(expected)
+    assert predict.main([*good, "--out", str(out), "--workers", "0", "--no-progress"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["path"] for row in rows] == good  # one row per input, in the given order
+    assert all(row["error"] is None for row in rows)
+    assert [row["prediction"] for row in rows] == [int(expected[path]) for path in good]
+
+
+def test_a_missing_path_gets_its_row(tmp_path):
+    out = tmp_path / "out.csv"
+    missing = tmp_path / "nowhere.png"
+    assert predict.main([str(missing), "--out", str(out), "--workers", "0", "--no-progress"]) == 1
+    (row,) = read_csv(out)
+    assert row["path"] == str(missing)
+    assert row["error"].startswith("unreadable: ")
+
+
+def test_command_line_shows_progress_and_sets_the_exit_status(folder, tmp_path):
+    root, _ = folder
+    out = tmp_path / "predictions.csv"
+    result = subprocess.run(
+        [sys.executable, str(folder_paths.base_path() / "predict.py"), str(root / "more"),
+         "--out", str(out), "--backend", "eager"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "image/s" in result.stderr or "s/image" in result.stderr  # the progress bar
+    assert "2 of 2 files predicted" in result.stderr
+    assert len(read_csv(out)) == 2
