@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -248,12 +249,21 @@ def test_reload_under_gunicorn_reaches_both_workers(gunicorn_base):
 
 
 def answering_workers(http: urllib3.PoolManager, url: str) -> dict[str, str]:
-    """``loaded_at`` (one per worker and model) -> sha256, from /model until two workers answer."""
+    """``loaded_at`` (one per worker and model) -> sha256, from /model until two workers answer.
+
+    The requests are sent eight at a time: an idle sync worker may otherwise take
+    every request one after another, and the second worker would never be asked.
+    """
     seen: dict[str, str] = {}
-    for _ in range(200):
-        body = http.request("GET", f"{url}/model", retries=False, timeout=60).json()
-        seen[body["loaded_at"]] = body["sha256"]
-        if len(seen) == 2:
-            break
-    assert len(seen) == 2, f"only {len(seen)} worker(s) answered"
+
+    def ask(_: int) -> dict:
+        return http.request("GET", f"{url}/model", retries=False, timeout=60).json()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for _ in range(25):
+            for body in pool.map(ask, range(8)):
+                seen[body["loaded_at"]] = body["sha256"]
+            if len(seen) >= 2:
+                break
+    assert len(seen) == 2, f"{len(seen)} worker(s) answered, expected 2"
     return seen
