@@ -26,10 +26,11 @@ import folder_paths
 from backends import DEFAULT_BACKEND
 from errors import ApiError, api_error_from, discard_request_body, register_error_handlers
 from model import DATA_CREDIT, DigitClassifier, WeightsError
-from pipeline import encode_prediction, infer, prepare_upload
-from preprocess import DEFAULT_MAX_PIXELS
+from pipeline import encode_prediction, infer
+from preprocess import DEFAULT_MAX_PIXELS, preprocess
 from reload import ModelSlot, SharedState
 
+ENV_PREFIX = "DIGITS"  # every setting can be overridden by a DIGITS_<NAME> variable
 DEFAULT_CONFIG: dict[str, Any] = {
     "WEIGHTS": "model.pt",  # file name inside weights/
     "DEVICE": "auto",  # auto, cpu, cuda or cuda:N
@@ -63,10 +64,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
     app.request_class = InMemoryRequest
     app.config.from_mapping(DEFAULT_CONFIG)
-    app.config.from_prefixed_env("DIGITS")
-    if "DIGITS_ADMIN_KEY" in os.environ:
-        # from_prefixed_env parses values as JSON; a key is text even when it looks like a number.
-        app.config["ADMIN_KEY"] = os.environ["DIGITS_ADMIN_KEY"]
+    app.config.from_prefixed_env(ENV_PREFIX)
+    for key, default in DEFAULT_CONFIG.items():
+        # from_prefixed_env parses values as JSON; a text setting (a file name, a key)
+        # stays text even when it looks like a number.
+        if isinstance(default, str) and f"{ENV_PREFIX}_{key}" in os.environ:
+            app.config[key] = os.environ[f"{ENV_PREFIX}_{key}"]
     if test_config is not None:
         app.config.from_mapping(test_config)
 
@@ -138,7 +141,7 @@ def read_upload() -> bytes:
 
 def predict_upload(include_input: bool) -> dict[str, object]:
     """Decode, preprocess, infer and encode the request's upload."""
-    prepared = prepare_upload(read_upload(), current_app.config["MAX_IMAGE_PIXELS"])
+    prepared = preprocess(read_upload(), current_app.config["MAX_IMAGE_PIXELS"])
     (prediction,) = infer(get_classifier(), [prepared.tensor])
     return encode_prediction(prediction, prepared if include_input else None)
 

@@ -1,7 +1,9 @@
-"""A prediction request in four small steps: decode -> preprocess -> infer -> encode.
+"""The model's side of a prediction request: infer -> encode.
 
-Each step is a plain function that knows nothing of HTTP, so the web app,
-the batch tool and the tests all share them.
+A request reads as decode -> preprocess -> infer -> encode: ``preprocess.py``
+turns upload bytes into the model's input (``preprocess.preprocess``), and the
+functions here run the network and shape its answer. None of them knows
+HTTP, so the web app, the batch tool and the tests all share them.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import torch
 from PIL import Image
 
 from model import DigitClassifier
-from preprocess import DEFAULT_MAX_PIXELS, PreparedDigit, decode_upload, preprocess_image
+from preprocess import PreparedDigit
 
 
 @dataclass(frozen=True)
@@ -25,11 +27,6 @@ class Prediction:
     digit: int
     confidence: float
     probabilities: list[float]
-
-
-def prepare_upload(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> PreparedDigit:
-    """Decode and preprocess uploaded bytes into the model's input."""
-    return preprocess_image(decode_upload(data, max_pixels))
 
 
 def infer(classifier: DigitClassifier, inputs: list[torch.Tensor]) -> list[Prediction]:

@@ -4,7 +4,7 @@
     python predict.py scans/ --out predictions.jsonl   # JSON lines instead of CSV
 
 Every file is decoded and preprocessed exactly as an upload is
-(``pipeline.prepare_upload``), in DataLoader worker processes, and the network
+(``preprocess.preprocess``), in DataLoader worker processes, and the network
 sees whole batches. The output has one row per file, in the order found:
 ``path,prediction,confidence,error``. A file that cannot be read, is not an
 image or holds no digit gets its row with ``error`` filled in (its error code,
@@ -31,8 +31,7 @@ from tqdm import tqdm
 import folder_paths
 from backends import BACKENDS, DEFAULT_BACKEND
 from model import DigitClassifier
-from pipeline import prepare_upload
-from preprocess import DEFAULT_MAX_PIXELS, PreprocessError
+from preprocess import DEFAULT_MAX_PIXELS, PreprocessError, preprocess
 
 CSV_COLUMNS = ("path", "prediction", "confidence", "error")
 EMPTY_INPUT = torch.zeros(1, 28, 28)  # stands in for a file that failed, to keep batches whole
@@ -83,7 +82,7 @@ class ImageFiles(Dataset):
         except OSError as error:
             return EMPTY_INPUT, f"unreadable: {error.strerror or error}"
         try:
-            return prepare_upload(data, self.max_pixels).tensor, ""
+            return preprocess(data, self.max_pixels).tensor, ""
         except PreprocessError as error:
             return EMPTY_INPUT, f"{error.code}: {error}"
         except Exception as error:  # one strange file must not stop a run over thousands
