@@ -25,6 +25,7 @@ serve: $(VENV)/.installed
 	$(BIN)/gunicorn 'app:create_app()'
 
 test: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-dev
