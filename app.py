@@ -24,7 +24,7 @@ from flask.wrappers import Request
 
 import folder_paths
 from backends import DEFAULT_BACKEND
-from errors import ApiError, api_error_from, discard_request_body, register_error_handlers
+from errors import ApiError, answer_error, register_error_handlers
 from model import DATA_CREDIT, DigitClassifier, WeightsError
 from pipeline import encode_prediction, infer
 from preprocess import DEFAULT_MAX_PIXELS, preprocess
@@ -158,11 +158,7 @@ def index_result():
     try:
         result = predict_upload(include_input=True)
     except Exception as error:
-        api_error = api_error_from(error)
-        if api_error.status >= 500:
-            current_app.logger.exception("prediction failed", exc_info=error)
-        elif api_error.status == 413:
-            discard_request_body()
+        api_error = answer_error(error)
         return render_template("index.html", error=api_error), api_error.status
     return render_template("index.html", result=result)
 

@@ -9,7 +9,7 @@ Every error a client can get looks like::
 
 from __future__ import annotations
 
-from flask import Flask, jsonify, request
+from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from preprocess import PreprocessError
@@ -90,14 +90,24 @@ def discard_request_body(limit: int = MAX_DISCARDED_BODY) -> None:
         remaining -= len(chunk)
 
 
+def answer_error(error: Exception) -> ApiError:
+    """The ``ApiError`` to answer ``error`` with, once the work every error answer needs is done.
+
+    A server failure is logged (to the server log only). A body refused as too
+    large was never read, so it is read and dropped now; a body already read
+    is left alone, since reading past its end would wait for bytes that never come.
+    """
+    api_error = api_error_from(error)
+    if isinstance(error, RequestEntityTooLarge):
+        discard_request_body()
+    if api_error.status >= 500:
+        current_app.logger.exception("unhandled error", exc_info=error)
+    return api_error
+
+
 def register_error_handlers(app: Flask) -> None:
     """Answer every error raised outside the HTML page with the JSON error shape."""
 
     @app.errorhandler(Exception)
     def handle_any(error: Exception):
-        api_error = api_error_from(error)
-        if isinstance(error, RequestEntityTooLarge):
-            discard_request_body()
-        if api_error.status >= 500:
-            app.logger.exception("unhandled error", exc_info=error)
-        return error_response(api_error)
+        return error_response(answer_error(error))
