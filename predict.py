@@ -31,6 +31,7 @@ from tqdm import tqdm
 import folder_paths
 from backends import BACKENDS, DEFAULT_BACKEND
 from model import DigitClassifier
+from pipeline import prediction_from
 from preprocess import DEFAULT_MAX_PIXELS, PreprocessError, preprocess
 
 CSV_COLUMNS = ("path", "prediction", "confidence", "error")
@@ -114,8 +115,8 @@ def predict_files(classifier_factory: Callable[[], DigitClassifier], files: Sequ
             if error:
                 yield Row(path, error=error)
             else:
-                confidence, digit = answers[i].max(dim=0)
-                yield Row(path, int(digit), round(float(confidence), 6))
+                answer = prediction_from(answers[i])
+                yield Row(path, answer.digit, round(answer.confidence, 6))
         position += len(errors)
         bar.update(len(errors))
     bar.close()
