@@ -17,14 +17,14 @@ trap 'rm -rf "$work"' EXIT
 import io, sys
 import numpy as np
 from PIL import Image
+from werkzeug.datastructures import FileStorage
+from werkzeug.test import encode_multipart
 import folder_paths
 with np.load(folder_paths.get_full_path("tests", "fixtures/heldout_digits.npz")) as data:
     digit = data["images"][0]
 png = io.BytesIO()
 Image.fromarray(255 - digit).resize((112, 112)).save(png, format="PNG")
-boundary = "benchboundary"
-body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="digit.png"\r\n'
-        "Content-Type: image/png\r\n\r\n").encode() + png.getvalue() + f"\r\n--{boundary}--\r\n".encode()
+boundary, body = encode_multipart({"file": FileStorage(io.BytesIO(png.getvalue()), "digit.png")})
 open(f"{sys.argv[1]}/body.bin", "wb").write(body)
 open(f"{sys.argv[1]}/post.lua", "w").write(
     'wrk.method = "POST"\n'

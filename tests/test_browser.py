@@ -11,12 +11,11 @@ import base64
 import os
 import re
 import shutil
-import threading
 from collections.abc import Callable, Iterator
 
 import pytest
 import urllib3
-from conftest import encode_image, paper_digit
+from conftest import encode_image, paper_digit, served_in_thread
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
@@ -27,7 +26,6 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
-from werkzeug.serving import make_server
 
 import folder_paths
 from app import create_app
@@ -76,15 +74,8 @@ def start_chromium(javascript: bool = True) -> WebDriver:
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     """The app on 127.0.0.1 at a port the system picks, stopped after the module."""
-    httpd = make_server("127.0.0.1", 0, create_app({"DEVICE": "cpu"}), threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, name="page-server", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_port}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=10)
+    with served_in_thread(create_app({"DEVICE": "cpu"})) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

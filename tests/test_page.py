@@ -1,15 +1,11 @@
 """The HTML page as the server sends it: the form, the policy, the result without JavaScript."""
 
-import http.client
 import io
-import threading
-import uuid
 from collections.abc import Iterator
 from html.parser import HTMLParser
 
 import pytest
-from conftest import encode_image, paper_digit
-from werkzeug.serving import make_server
+from conftest import encode_image, paper_digit, post_file_over_http, served_in_thread
 
 from app import PAGE_POLICY, create_app
 
@@ -159,31 +155,8 @@ def test_form_post_with_a_broken_file_shows_the_error(client):
 def dev_server() -> Iterator[str]:
     """The app under Werkzeug's development server, with small limits, on a free port."""
     app = create_app({"DEVICE": "cpu", "MAX_IMAGE_PIXELS": 1000, "MAX_CONTENT_LENGTH": 100_000})
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{httpd.server_port}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=10)
-
-
-def post_over_http(address: str, path: str, data: bytes) -> tuple[int, str]:
-    """POST ``data`` as the multipart ``file`` part; the status and the body as text."""
-    boundary = uuid.uuid4().hex
-    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="d.png"\r\n'
-            "Content-Type: image/png\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
-    host, port = address.split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=10)
-    try:
-        connection.request("POST", path, body=body,
-                           headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-        response = connection.getresponse()
-        return response.status, response.read().decode()
-    finally:
-        connection.close()
+    with served_in_thread(app) as url:
+        yield url
 
 
 @pytest.mark.parametrize("path", ["/", "/predict"])
@@ -191,8 +164,8 @@ def test_limits_are_answered_promptly_by_the_development_server(dev_server, held
     # The image is read in full before its size is known, so nothing is left to drain;
     # the body over the limit is refused unread and must be drained before answering.
     picture = encode_image(paper_digit(heldout_digits[0][0]))
-    status, text = post_over_http(dev_server, path, picture)
+    status, _, text = post_file_over_http(dev_server, path, picture)
     assert status == 413
     assert "image_too_large" in text or "the limit is 1,000 pixels" in text
-    status, text = post_over_http(dev_server, path, b"\0" * 200_000)
+    status, _, text = post_file_over_http(dev_server, path, b"\0" * 200_000)
     assert status == 413
