@@ -80,6 +80,13 @@ def test_gunicorn_answers_an_oversized_body_with_json_413(server):
     assert json.loads(text)["error"]["code"] == "payload_too_large"
 
 
+def test_each_worker_uses_its_share_of_the_cores(server):
+    cores = len(os.sched_getaffinity(0))
+    for _ in range(4):
+        body = urllib3.request("GET", f"{server}/model", retries=False, timeout=30).json()
+        assert body["threads"] == max(1, cores // 2)
+
+
 def test_gunicorn_survives_hostile_uploads(server, heldout_digits):
     for data in (b"%PDF-1.4 nothing", b"<svg/>", b"\x89PNG\r\n\x1a\n\0\0"):
         assert post_file(server, data).status == 400
