@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 5000
 
-.PHONY: run serve test lint train clean
+.PHONY: run serve test test-fast lint train evaluate predict clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,11 +28,35 @@ test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
+# The quick loop while working: everything but the browser, gunicorn and training tests.
+test-fast: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -m "not slow"
+
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 
+# ARGS passes options on, e.g. make train ARGS="--epochs 5 --out quick.pt"
 train: $(VENV)/.installed
-	$(BIN)/python train.py
+	$(BIN)/python -m training.train $(ARGS)
+
+evaluate: $(VENV)/.installed
+	$(BIN)/python -m training.evaluate $(ARGS)
+
+# make predict ARGS="scans/ --out predictions.csv"
+predict: $(VENV)/.installed
+	$(BIN)/python -m tools.predict $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# HTTP benchmark of the service against its peers (needs wrk; TorchServe needs Java 11+).
+# It has its own venv, benchmarks/.venv; `make bench BENCH_ARGS=--quick` to try it out.
+.PHONY: bench
+bench: $(VENV)/.installed
+	@if [ ! benchmarks/.venv/.installed -nt benchmarks/requirements.txt ]; then \
+	  $(PYTHON) -m venv benchmarks/.venv && \
+	  benchmarks/.venv/bin/python -m pip install --quiet --upgrade pip && \
+	  benchmarks/.venv/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1 && \
+	  benchmarks/.venv/bin/pip install --quiet -r benchmarks/requirements.txt && \
+	  touch benchmarks/.venv/.installed; fi
+	benchmarks/.venv/bin/python benchmarks/bench_http.py --service-python $(BIN)/python $(BENCH_ARGS)

@@ -47,6 +47,6 @@ def get_full_path(folder: str, name: str | os.PathLike[str]) -> Path:
     return candidate
 
 
-def weights_path(name: str) -> Path:
-    """The path of a weights file in the weights folder."""
-    return get_full_path("weights", name)
+def shared_data_path(name: str) -> Path:
+    """A data file in the ``shared/data`` folder beside the project (not in the repository)."""
+    return base_path().parent / "shared" / "data" / name

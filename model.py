@@ -2,7 +2,7 @@
 
 The wrapper loads a ``state_dict`` once (``torch.load(weights_only=True)``,
 so no pickled code ever runs), checks it against the JSON card written beside
-it by ``train.py``, moves it to the chosen device and predicts whole batches.
+it by ``save_weights``, moves it to the chosen device and predicts whole batches.
 """
 
 from __future__ import annotations
@@ -21,14 +21,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backends import build_runner_or_eager
+from imaging.normalise import INPUT_SHAPE
+from runtime.backends import build_runner_or_eager
+from runtime.devices import DEFAULT_DEVICE, resolve_device
+from runtime.files import file_sha256, write_atomically
 
-DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
 DATA_CREDIT = "MNIST (Yann LeCun, Corinna Cortes, Christopher J.C. Burges), CC BY-SA 3.0"
+NUM_CLASSES = 10  # the digits 0-9; the network's output has one logit each
+DEFAULT_WEIGHTS = "model.pt"  # the weights file served and written unless told otherwise
 
 
 class ClassicNet(nn.Module):
     """The classic two-convolution MNIST network (conv 1->10, conv 10->20, fc 320->50->10)."""
+
+    input_shape = INPUT_SHAPE
 
     def __init__(self) -> None:
         super().__init__()
@@ -36,7 +42,7 @@ class ClassicNet(nn.Module):
         self.conv2 = nn.Conv2d(10, 20, kernel_size=5)
         self.conv2_drop = nn.Dropout2d()
         self.fc1 = nn.Linear(320, 50)
-        self.fc2 = nn.Linear(50, 10)
+        self.fc2 = nn.Linear(50, NUM_CLASSES)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(F.max_pool2d(self.conv1(x), 2))
@@ -59,6 +65,8 @@ class BatchNormNet(nn.Module):
     28x28 -> 2 convs -> 14x14 -> 2 convs -> 7x7 -> 1 conv -> average -> dropout -> linear.
     """
 
+    input_shape = INPUT_SHAPE
+
     def __init__(self, widths: tuple[int, int, int, int, int] = (32, 32, 64, 64, 128),
                  dropout: float = 0.2) -> None:
         super().__init__()
@@ -69,7 +77,7 @@ class BatchNormNet(nn.Module):
             *conv_bn_relu(w4, w5),
         )
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(w5, 10)
+        self.fc = nn.Linear(w5, NUM_CLASSES)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # A plain mean rather than AdaptiveAvgPool2d, whose CUDA backward is not deterministic.
@@ -102,44 +110,9 @@ def card_path(weights: Path) -> Path:
     return weights.with_suffix(".json")
 
 
-def file_sha256(path: Path) -> str:
-    """The hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def resolve_device(setting: str = "auto") -> torch.device:
-    """Turn a device setting (``auto``, ``cpu``, ``cuda``, ``cuda:N``) into a ``torch.device``.
-
-    ``auto`` picks the first visible CUDA device when there is one, else the
-    CPU. ``CUDA_VISIBLE_DEVICES`` is honoured because torch only sees the
-    devices it lists.
-    """
-    choice = (setting or "auto").strip().lower()
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if choice == "cpu":
-        return torch.device("cpu")
-    if choice == "cuda" or choice.startswith("cuda:"):
-        index_text = choice.partition(":")[2] or "0"
-        if not index_text.isdigit():
-            raise ValueError(f"device {setting!r} is not valid; use {DEVICE_CHOICES}")
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {setting!r} was asked for, but no CUDA device is visible")
-        index = int(index_text)
-        if index >= torch.cuda.device_count():
-            count = torch.cuda.device_count()
-            raise ValueError(f"device {setting!r} does not exist; {count} CUDA device(s) visible")
-        return torch.device("cuda", index)
-    raise ValueError(f"device {setting!r} is not valid; use {DEVICE_CHOICES}")
-
-
 @dataclass(frozen=True)
 class WeightsCard:
-    """What ``train.py`` records beside a weights file."""
+    """What ``save_weights`` records beside a weights file."""
 
     architecture: str
     sha256: str
@@ -161,6 +134,18 @@ class WeightsCard:
             raise WeightsError(f"weights card {path} is missing; train.py writes it") from None
         except (ValueError, KeyError, TypeError) as error:
             raise WeightsError(f"weights card {path} is not valid: {error}") from None
+
+
+def save_weights(network: nn.Module, path: Path, card: dict) -> None:
+    """Save the ``state_dict`` and its JSON card (with the file's sha256) beside it, atomically."""
+    state = {name: tensor.detach().cpu() for name, tensor in network.state_dict().items()}
+    # Saved through memory: torch.save names the archive inside after the file it writes
+    # to, and a temporary file's random name would make equal weights hash differently.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_atomically(path, buffer.getvalue())
+    card = {**card, "weights": path.name, "sha256": file_sha256(path)}
+    write_atomically(card_path(path), json.dumps(card, indent=2) + "\n")
 
 
 def load_network(weights: Path, device: torch.device,
@@ -197,15 +182,15 @@ def load_network(weights: Path, device: torch.device,
 class DigitClassifier:
     """A loaded network that predicts digit probabilities for batches of images.
 
-    Inputs are normalised tensors shaped ``(N, 1, 28, 28)`` as made by
-    ``preprocess.py``; outputs are ``(N, 10)`` probabilities on the CPU.
-    ``backend`` picks how the network runs (see ``backends.py``); when that
+    Inputs are normalised tensors shaped ``(N, *INPUT_SHAPE)`` as made by
+    ``imaging``; outputs are ``(N, NUM_CLASSES)`` probabilities on the CPU.
+    ``backend`` picks how the network runs (see ``runtime/backends.py``); when that
     backend cannot be built here the classifier runs in eager mode, and
     ``backend`` tells which one is in use. ``threads`` is the CPU thread count
     for backends with their own thread pool (torch's current count if None).
     """
 
-    def __init__(self, weights: str | os.PathLike[str], device: str = "auto",
+    def __init__(self, weights: str | os.PathLike[str], device: str = DEFAULT_DEVICE,
                  backend: str = "eager", threads: int | None = None,
                  expected_sha256: str | None = None) -> None:
         self.weights = Path(weights)
@@ -225,8 +210,9 @@ class DigitClassifier:
 
     def predict(self, batch: torch.Tensor) -> torch.Tensor:
         """Class probabilities for a batch of normalised images."""
-        if batch.ndim != 4 or tuple(batch.shape[1:]) != (1, 28, 28):
-            raise ValueError(f"expected a batch shaped (N, 1, 28, 28), got {tuple(batch.shape)}")
+        if batch.ndim != 1 + len(INPUT_SHAPE) or tuple(batch.shape[1:]) != INPUT_SHAPE:
+            expected = ", ".join(map(str, ("N", *INPUT_SHAPE)))
+            raise ValueError(f"expected a batch shaped ({expected}), got {tuple(batch.shape)}")
         with torch.inference_mode():
             logits = self.runner(batch.to(self.device, dtype=torch.float32))
             return F.softmax(logits.float(), dim=1).cpu()

@@ -27,9 +27,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import folder_paths  # noqa: E402
-from backends import BACKENDS  # noqa: E402
+from imaging.normalise import normalise_digit, to_model_input  # noqa: E402
 from model import DigitClassifier  # noqa: E402
-from preprocess import normalise_digit, to_model_input  # noqa: E402
+from runtime.backends import BACKENDS  # noqa: E402
 
 FIXTURE = "fixtures/heldout_digits.npz"
 

@@ -23,7 +23,10 @@ from PIL import Image, ImageDraw, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import preprocess  # noqa: E402
+from imaging.decode import decode_upload  # noqa: E402
+from imaging.ink import find_digit, read_digit  # noqa: E402
+from imaging.normalise import crop_to_ink, even_out_strokes, prepare_ink  # noqa: E402
+from serving.chain import Chain  # noqa: E402
 
 
 def phone_photo_jpeg(size: tuple[int, int], seed: int = 0) -> bytes:
@@ -74,10 +77,10 @@ def main(argv: list[str] | None = None) -> None:
     size = tuple(int(side) for side in args.size.lower().split("x"))
 
     data = phone_photo_jpeg(size)
-    image = preprocess.decode_upload(data)
-    region = preprocess.find_digit(image)
-    ink = preprocess.read_digit(image, region)
-    digit = preprocess.crop_to_ink(ink)
+    image = decode_upload(data)
+    region = find_digit(image)
+    ink = read_digit(image, region)
+    digit = crop_to_ink(ink)
     print(f"photo: {size[0]}x{size[1]} JPEG, {len(data) / 1e6:.1f} MB; decoded at "
           f"{image.width}x{image.height}; digit region {region}; {args.runs} runs")
 
@@ -85,12 +88,12 @@ def main(argv: list[str] | None = None) -> None:
         ("baseline: full decode", lambda: full_decode(data)),
         ("baseline: full decode + L + resize 28", lambda: full_decode(data).convert("L").resize(
             (28, 28))),
-        ("decode_upload (draft, EXIF)", lambda: preprocess.decode_upload(data)),
-        ("find_digit", lambda: preprocess.find_digit(image)),
-        ("read_digit", lambda: preprocess.read_digit(image, region)),
+        ("decode_upload (draft, EXIF)", lambda: decode_upload(data)),
+        ("find_digit", lambda: find_digit(image)),
+        ("read_digit", lambda: read_digit(image, region)),
         ("even_out_strokes + prepare_ink",
-         lambda: preprocess.prepare_ink(preprocess.even_out_strokes(digit))),
-        ("total: preprocess(bytes)", lambda: preprocess.preprocess(data)),
+         lambda: prepare_ink(even_out_strokes(digit))),
+        ("total: Chain.prepare(bytes)", lambda: Chain().prepare(data)),
     ]
     print(f"{'step':40s} {'median ms':>10s} {'max ms':>10s}")
     for name, step in steps:

@@ -3,7 +3,7 @@
     python tests/make_fixtures.py [path/to/mnist_train_subset.npz]
 
 It takes the first PER_CLASS digits of each class from the subset's fixed
-held-out part (see ``train.py``), which no committed weights were trained on.
+held-out part (see ``training/data.py``), which no committed weights were trained on.
 It also writes ``tests/fixtures/heldout_all.npz``: the whole held-out part
 (1,000 digits), so that a test can reproduce the accuracy a weights card records.
 """
@@ -18,7 +18,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import folder_paths  # noqa: E402
-from train import DEFAULT_SUBSET, held_out_mask, load_subset  # noqa: E402
+from training.data import default_subset, held_out_mask, load_digits  # noqa: E402
 
 PER_CLASS = 50
 FIXTURE = "fixtures/heldout_digits.npz"
@@ -26,8 +26,8 @@ ALL_FIXTURE = "fixtures/heldout_all.npz"
 
 
 def main() -> None:
-    source = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_SUBSET
-    images, labels = load_subset(source)
+    source = Path(sys.argv[1]) if len(sys.argv) > 1 else default_subset()
+    images, labels = load_digits(source)
     indices = np.flatnonzero(held_out_mask(len(images)))
     chosen = np.concatenate([indices[labels[indices] == digit][:PER_CLASS] for digit in range(10)])
     out = folder_paths.get_full_path("tests", FIXTURE)

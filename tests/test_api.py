@@ -7,10 +7,10 @@ import zlib
 
 import numpy as np
 import pytest
-from conftest import encode_image, paper_digit, upload
+from helpers import encode_image, paper_digit, upload
 from PIL import Image
 
-from errors import ERROR_CODES
+from web.errors import ERROR_CODES
 
 
 def assert_error(response, status: int, code: str) -> None:
@@ -104,11 +104,8 @@ def test_truncated_images(client, heldout_digits, format):
     assert_error(upload(client, data[: len(data) // 2]), 400, "not_an_image")
 
 
-def test_body_over_the_limit_is_413(heldout_digits):
-    from app import create_app
-
-    app = create_app({"TESTING": True, "DEVICE": "cpu", "MAX_CONTENT_LENGTH": 1000})
-    client = app.test_client()
+def test_body_over_the_limit_is_413(make_app):
+    client = make_app(MAX_CONTENT_LENGTH=1000).test_client()
     assert_error(upload(client, b"\0" * 5000), 413, "payload_too_large")
 
 
@@ -124,11 +121,8 @@ def test_decompression_bomb_is_413(client):
     assert_error(upload(client, png_claiming_size(100_000, 100_000)), 413, "image_too_large")
 
 
-def test_pixel_limit_is_configurable(heldout_digits):
-    from app import create_app
-
-    app = create_app({"TESTING": True, "DEVICE": "cpu", "MAX_IMAGE_PIXELS": 1000})
-    client = app.test_client()
+def test_pixel_limit_is_configurable(make_app, heldout_digits):
+    client = make_app(MAX_IMAGE_PIXELS=1000).test_client()
     assert_error(upload(client, encode_image(paper_digit(heldout_digits[0][0]))), 413,
                  "image_too_large")
 

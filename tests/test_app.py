@@ -1,4 +1,5 @@
-from app import DEFAULT_CONFIG, create_app
+from app import create_app
+from web.config import DEFAULT_CONFIG
 
 
 def test_settings_come_from_defaults_then_environment_then_test_config(monkeypatch):

@@ -3,9 +3,11 @@ import logging
 import pytest
 import torch
 
-import backends
 import folder_paths
-from backends import (
+from imaging.normalise import normalise_digit, to_model_input
+from model import DigitClassifier, build_network
+from runtime import backends
+from runtime.backends import (
     BACKENDS,
     BackendError,
     build_runner,
@@ -14,8 +16,6 @@ from backends import (
     network_fingerprint,
     onnx_runner,
 )
-from model import DigitClassifier, build_network
-from preprocess import normalise_digit, to_model_input
 
 WEIGHTS = folder_paths.get_full_path("weights", "model.pt")
 CPU = torch.device("cpu")

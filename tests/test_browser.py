@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import urllib3
-from conftest import encode_image, paper_digit, served_in_thread
+from helpers import encode_image, paper_digit, served_in_thread
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
@@ -29,6 +29,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 import folder_paths
 from app import create_app
+
+pytestmark = pytest.mark.slow  # a real browser
 
 ARTIFACTS = folder_paths.get_folder("tests") / "artifacts"
 DESKTOP = (1280, 900)

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-import evaluate
 import folder_paths
 from model import card_path
+from training import evaluate
 
 WEIGHTS = folder_paths.get_full_path("weights", "model.pt")
 ALL_HELD_OUT = folder_paths.get_full_path("tests", "fixtures/heldout_all.npz")
@@ -20,7 +20,7 @@ def test_wilson_interval_matches_known_values():
 
 
 def test_the_cards_held_out_accuracy_is_reproduced(capsys):
-    """All 1,000 held-out digits, exactly as train.py measured them for the card."""
+    """All 1,000 held-out digits, exactly as training measured them for the card."""
     card = json.loads(card_path(WEIGHTS).read_text())
     accuracy = evaluate.main(["--digits", str(ALL_HELD_OUT)])
     assert accuracy.total == card["validation_digits"] == 1000

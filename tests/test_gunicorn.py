@@ -4,58 +4,20 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 
 import pytest
 import urllib3
-from conftest import encode_image, paper_digit, post_file_over_http
+from helpers import encode_image, paper_digit, post_file_over_http, running_gunicorn
 
-import folder_paths
-
-PROJECT = folder_paths.base_path()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until_up(http: urllib3.PoolManager, url: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {process.returncode}")
-        try:
-            if http.request("GET", f"{url}/health", retries=False, timeout=2).status == 200:
-                return
-        except urllib3.exceptions.HTTPError:
-            time.sleep(0.2)
-    raise RuntimeError("gunicorn did not answer within 60 s")
+pytestmark = pytest.mark.slow  # a real gunicorn server
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """gunicorn with two workers, started from an unrelated working directory."""
-    port = free_port()
-    env = {**os.environ, "DIGITS_DEVICE": "cpu", "DIGITS_WORKERS": "2"}
-    env.pop("DIGITS_BASE_PATH", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--config", str(PROJECT / "gunicorn.conf.py"),
-         "--chdir", str(PROJECT), "--bind", f"127.0.0.1:{port}", "app:create_app()"],
-        cwd=tmp_path_factory.mktemp("elsewhere"), env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(urllib3.PoolManager(), url, process)
+    env = {"DIGITS_DEVICE": "cpu", "DIGITS_WORKERS": "2", "DIGITS_BASE_PATH": None}
+    with running_gunicorn(env, cwd=tmp_path_factory.mktemp("elsewhere")) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def post_file(url: str, data: bytes, filename: str = "digit.png") -> urllib3.BaseHTTPResponse:

@@ -5,17 +5,10 @@ import pytest
 import torch
 
 import folder_paths
-from model import (
-    ARCHITECTURES,
-    ClassicNet,
-    DigitClassifier,
-    WeightsError,
-    build_network,
-    card_path,
-    file_sha256,
-    resolve_device,
-)
-from preprocess import to_model_input
+from imaging.normalise import to_model_input
+from model import ARCHITECTURES, ClassicNet, DigitClassifier, WeightsError, build_network, card_path
+from runtime.devices import resolve_device
+from runtime.files import file_sha256
 
 WEIGHTS = folder_paths.get_full_path("weights", "model.pt")
 
@@ -37,7 +30,7 @@ def test_committed_weights_match_their_card(classifier):
     assert card["sha256"] == file_sha256(WEIGHTS) == classifier.sha256
     assert card["architecture"] in ARCHITECTURES
     assert card["validation_accuracy"] >= 0.993
-    assert card["command"].startswith("python train.py")
+    assert card["command"].startswith("python -m training.train")
 
 
 def test_committed_weights_are_small():

@@ -5,9 +5,9 @@ from collections.abc import Iterator
 from html.parser import HTMLParser
 
 import pytest
-from conftest import encode_image, paper_digit, post_file_over_http, served_in_thread
+from helpers import encode_image, paper_digit, post_file_over_http, served_in_thread
 
-from app import PAGE_POLICY, create_app
+from web.page import PAGE_POLICY
 
 # Elements without an end tag.
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
@@ -152,9 +152,9 @@ def test_form_post_with_a_broken_file_shows_the_error(client):
 
 
 @pytest.fixture
-def dev_server() -> Iterator[str]:
+def dev_server(make_app) -> Iterator[str]:
     """The app under Werkzeug's development server, with small limits, on a free port."""
-    app = create_app({"DEVICE": "cpu", "MAX_IMAGE_PIXELS": 1000, "MAX_CONTENT_LENGTH": 100_000})
+    app = make_app(MAX_IMAGE_PIXELS=1000, MAX_CONTENT_LENGTH=100_000)
     with served_in_thread(app) as url:
         yield url
 

@@ -4,11 +4,11 @@ import subprocess
 import sys
 
 import pytest
-from conftest import encode_image, paper_digit
+from helpers import encode_image, paper_digit
 from PIL import Image
 
 import folder_paths
-import predict
+from tools import predict
 
 
 @pytest.fixture
@@ -86,9 +86,9 @@ def test_command_line_shows_progress_and_sets_the_exit_status(folder, tmp_path):
     root, _ = folder
     out = tmp_path / "predictions.csv"
     result = subprocess.run(
-        [sys.executable, str(folder_paths.base_path() / "predict.py"), str(root / "more"),
+        [sys.executable, "-m", "tools.predict", str(root / "more"),
          "--out", str(out), "--backend", "eager"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        cwd=folder_paths.base_path(), capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert "image/s" in result.stderr or "s/image" in result.stderr  # the progress bar

@@ -5,42 +5,38 @@ import io
 import numpy as np
 import pytest
 import torch
-from conftest import encode_image, paper_digit
+from helpers import encode_image, paper_digit
 from PIL import Image, ImageDraw
 from synthetic_uploads import blank_photo, encode_upload, exif_rotated, photographed
 
-import preprocess
-from preprocess import (
-    BOX_SIZE,
-    DECODE_SIZE,
-    FIELD_SIZE,
+from imaging.decode import DECODE_SIZE, decode_upload, draft_request
+from imaging.errors import ImageTooLargeError, NoDigitError, NotAnImageError
+from imaging.ink import (
     MIN_INK_CONTRAST,
+    READ_SIZE,
+    find_digit,
+    flatten_background,
+    isolate_ink,
+    orient_ink,
+    read_digit,
+)
+from imaging.normalise import (
+    BOX_SIZE,
+    FIELD_SIZE,
     MNIST_MEAN,
     MNIST_STD,
     MNIST_STROKE_WIDTHS,
-    READ_SIZE,
-    ImageTooLargeError,
-    NoDigitError,
-    NotAnImageError,
     center_by_mass,
     crop_to_ink,
-    decode_upload,
-    draft_request,
     even_out_strokes,
-    find_digit,
     fit_to_box,
-    flatten_background,
     ink_bounds,
-    isolate_ink,
     normalise_digit,
-    orient_ink,
-    preprocess_image,
-    read_digit,
-    shrink,
     stroke_width,
-    to_grayscale,
     to_model_input,
 )
+from imaging.pixels import shrink, to_grayscale
+from imaging.preprocess import preprocess_image
 
 
 def centre_of_mass(values: np.ndarray) -> tuple[float, float]:
@@ -446,6 +442,6 @@ def test_normalise_digit_of_an_empty_field_stays_empty():
 
 
 def test_preprocess_gives_the_tensor_of_the_picture_it_returns(heldout_digits):
-    prepared = preprocess.preprocess(encode_image(paper_digit(heldout_digits[0][0])))
+    prepared = preprocess_image(decode_upload(encode_image(paper_digit(heldout_digits[0][0]))))
     assert prepared.image.dtype == np.uint8 and prepared.image.shape == (28, 28)
     assert torch.equal(prepared.tensor, to_model_input(prepared.image))

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import shutil
-import subprocess
-import sys
 import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -16,14 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 import urllib3
-from conftest import encode_image, paper_digit, upload
-from test_gunicorn import free_port, wait_until_up
+from helpers import encode_image, paper_digit, running_gunicorn, upload
 
 import folder_paths
 from app import create_app
-from model import build_network, card_path, file_sha256
-from reload import ServedWeights, SharedState
-from train import save_weights
+from model import build_network, card_path, save_weights
+from runtime.files import file_sha256
+from serving.reload import ServedWeights, SharedState
 
 WEIGHTS = folder_paths.get_full_path("weights", "model.pt")
 
@@ -218,21 +214,12 @@ def gunicorn_base(tmp_path_factory):
     return base
 
 
+@pytest.mark.slow
 def test_reload_under_gunicorn_reaches_both_workers(gunicorn_base):
-    port = free_port()
-    project = folder_paths.base_path()
-    env = {**os.environ, "DIGITS_DEVICE": "cpu", "DIGITS_WORKERS": "2",
-           "DIGITS_BASE_PATH": str(gunicorn_base)}
-    env.pop("DIGITS_STATE_DIR", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--config", str(project / "gunicorn.conf.py"),
-         "--chdir", str(project), "--bind", f"127.0.0.1:{port}", "app:create_app()"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
+    env = {"DIGITS_DEVICE": "cpu", "DIGITS_WORKERS": "2", "DIGITS_BASE_PATH": str(gunicorn_base),
+           "DIGITS_STATE_DIR": None}
     http = urllib3.PoolManager(maxsize=8)
-    try:
-        wait_until_up(http, url, process)
+    with running_gunicorn(env, http=http) as url:
         old_workers = answering_workers(http, url)
         new_sha = file_sha256(gunicorn_base / "weights" / "other.pt")
         assert all(sha != new_sha for sha in old_workers.values())
@@ -244,9 +231,6 @@ def test_reload_under_gunicorn_reaches_both_workers(gunicorn_base):
         new_workers = answering_workers(http, url)
         assert set(new_workers.values()) == {new_sha}
         assert not set(new_workers) & set(old_workers), "a worker did not reload"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def answering_workers(http: urllib3.PoolManager, url: str) -> dict[str, str]:

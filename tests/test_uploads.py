@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
-from conftest import encode_image, paper_digit, upload
+from helpers import encode_image, paper_digit, upload
 from PIL import Image
 from synthetic_uploads import (
     UPLOAD_KINDS,

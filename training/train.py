@@ -1,14 +1,12 @@
 """Train the digit network and write its weights and card into ``weights/``.
 
-    python train.py                       # the MNIST subset in ../shared/data
-    python train.py --mnist-root ~/data   # torchvision's MNIST files, where you have them
+    python -m training.train                       # the MNIST subset in ../shared/data
+    python -m training.train --mnist-root ~/data   # torchvision's MNIST files, where you have them
 
-Training is reproducible (fixed seeds, deterministic kernels). Every tenth
-digit of the subset (indices 9, 19, 29, ...; 1,000 digits, all ten classes,
-since the subset is sorted by label) is never trained on: those digits are the
-validation set, and every test fixture made from digits comes from them.
-Each training digit is varied afresh every epoch (``augment.py``) and then
-passes through ``preprocess.normalise_digit``, the same centring that uploads
+Training is reproducible (fixed seeds, deterministic kernels). The subset's
+fixed held-out tenth (``training.data``) is the validation set. Each training
+digit is varied afresh every epoch (``training.augment``) and then passes
+through ``imaging.normalise.normalise_digit``, the same centring that uploads
 get, so the network learns from what it is served; validation digits are only
 centred.
 """
@@ -16,13 +14,10 @@ centred.
 from __future__ import annotations
 
 import argparse
-import io
-import json
 import os
 import random
 import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,48 +28,25 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm import tqdm
 
 import folder_paths
-from augment import AugmentationRanges, AugmentedDigits
+from imaging.normalise import normalise_digit, to_model_input
 from model import (
     ARCHITECTURES,
     DATA_CREDIT,
+    DEFAULT_WEIGHTS,
     build_network,
     card_path,
-    file_sha256,
-    resolve_device,
+    save_weights,
 )
-from preprocess import normalise_digit, to_model_input
-
-DEFAULT_SUBSET = folder_paths.base_path().parent / "shared" / "data" / "mnist_train_subset.npz"
-HELD_OUT_EVERY = 10  # digit i is held out when i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1
-
-
-def load_subset(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, 28, 28) uint8 and labels (N,) from the subset's ``.npz``."""
-    with np.load(path) as data:
-        return data["images"], data["labels"].astype(np.int64)
-
-
-def held_out_mask(count: int) -> np.ndarray:
-    """True for the subset's fixed held-out digits (every tenth one)."""
-    return np.arange(count) % HELD_OUT_EVERY == HELD_OUT_EVERY - 1
-
-
-def split_subset(images: np.ndarray, labels: np.ndarray) -> tuple[tuple, tuple]:
-    """The training part and the fixed held-out part of the subset."""
-    held = held_out_mask(len(images))
-    return (images[~held], labels[~held]), (images[held], labels[held])
-
-
-def load_torchvision_mnist(root: Path) -> tuple[tuple, tuple]:
-    """torchvision's MNIST train split for training and its test split for validation."""
-    from torchvision.datasets import MNIST
-
-    train = MNIST(str(root), train=True, download=False)
-    test = MNIST(str(root), train=False, download=False)
-    return (
-        (train.data.numpy(), train.targets.numpy().astype(np.int64)),
-        (test.data.numpy(), test.targets.numpy().astype(np.int64)),
-    )
+from runtime.devices import resolve_device
+from runtime.threads import limit_threads_in_worker
+from training.augment import AugmentationRanges, AugmentedDigits
+from training.data import (
+    HELD_OUT_EVERY,
+    default_subset,
+    load_digits,
+    load_torchvision_mnist,
+    split_subset,
+)
 
 
 def to_dataset(images: np.ndarray, labels: np.ndarray) -> TensorDataset:
@@ -128,38 +100,6 @@ def evaluate(network, loader, device) -> float:
     return correct / len(loader.dataset)
 
 
-def write_atomically(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        os.chmod(temporary, 0o644)  # mkstemp creates files readable by the owner only
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def save_weights(network, path: Path, card: dict) -> None:
-    """Save the ``state_dict`` and its JSON card (with the file's sha256) beside it."""
-    state = {name: tensor.detach().cpu() for name, tensor in network.state_dict().items()}
-    # Saved through memory: torch.save names the archive inside after the file it writes
-    # to, and the temporary file's random name would make equal weights hash differently.
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    write_atomically(path, lambda target: target.write_bytes(buffer.getvalue()))
-    card = {**card, "weights": path.name, "sha256": file_sha256(path)}
-    text = json.dumps(card, indent=2) + "\n"
-    write_atomically(card_path(path), lambda target: target.write_text(text, encoding="utf-8"))
-
-
-def limit_threads_in_worker(worker_id: int) -> None:
-    """DataLoader workers augment one digit at a time: one thread each avoids oversubscription."""
-    torch.set_num_threads(1)
-
-
 def training_loader(images: np.ndarray, labels: np.ndarray, args: argparse.Namespace) -> DataLoader:
     """Shuffled batches of training digits, varied afresh each epoch unless ``--no-augment``."""
     dataset: Dataset
@@ -178,7 +118,7 @@ def training_loader(images: np.ndarray, labels: np.ndarray, args: argparse.Names
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_SUBSET, help="the subset .npz")
+    parser.add_argument("--data", type=Path, default=default_subset(), help="the subset .npz")
     parser.add_argument(
         "--mnist-root", type=Path, help="train on torchvision's MNIST files in this folder instead"
     )
@@ -194,7 +134,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, help="train on only the first N training digits")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-    parser.add_argument("--out", default="model.pt", help="file name inside weights/")
+    parser.add_argument("--out", default=DEFAULT_WEIGHTS, help="file name inside weights/")
     return parser.parse_args(argv)
 
 
@@ -206,7 +146,7 @@ def main(argv: list[str] | None = None) -> float:
         train_split, val_split = load_torchvision_mnist(args.mnist_root)
         data_name = f"torchvision MNIST in {args.mnist_root} (train split; validated on test split)"
     else:
-        train_split, val_split = split_subset(*load_subset(args.data))
+        train_split, val_split = split_subset(*load_digits(args.data))
         data_name = (f"{args.data.name}: digits with index % {HELD_OUT_EVERY} == "
                      f"{HELD_OUT_EVERY - 1} held out for validation")
     (train_images, train_labels), (val_images, val_labels) = train_split, val_split
@@ -247,7 +187,8 @@ def main(argv: list[str] | None = None) -> float:
         "seed": args.seed,
         "validation_accuracy": round(accuracy, 4),
         "validation_correct": correct,
-        "command": shlex.join(["python", "train.py", *(sys.argv[1:] if argv is None else argv)]),
+        "command": shlex.join(["python", "-m", "training.train",
+                               *(sys.argv[1:] if argv is None else argv)]),
     })
     minutes = (time.monotonic() - started) / 60
     print(f"wrote {out} and {card_path(out).name}: validation accuracy {accuracy:.2%} "

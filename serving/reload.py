@@ -18,13 +18,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from model import DigitClassifier, WeightsError, release_memory
+from runtime.files import write_atomically
 
 # Loads the named weights file; with a sha256, refuses any other file content.
 Loader = Callable[[str, str | None], DigitClassifier]
@@ -73,14 +73,7 @@ class SharedState:
 
     def write(self, served: ServedWeights) -> tuple[int, int, int] | None:
         """Record ``served`` atomically (write aside, then rename); its new signature."""
-        handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=f".{self.FILE_NAME}.")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                json.dump(asdict(served), stream)
-            os.replace(temporary, self.path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_atomically(self.path, json.dumps(asdict(served)))
         return self.signature()
 
 

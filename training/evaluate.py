@@ -1,10 +1,10 @@
 """Measure the served weights on digits they never saw, with the uncertainty of the estimate.
 
-    python evaluate.py                     # the subset's 1,000 held-out digits (see train.py)
-    python evaluate.py --digits FILE.npz   # every digit in FILE (e.g. a test fixture)
-    python evaluate.py --weights other.pt --backend onnx
+    python -m training.evaluate                     # the subset's 1,000 held-out digits
+    python -m training.evaluate --digits FILE.npz   # every digit in FILE (e.g. a test fixture)
+    python -m training.evaluate --weights other.pt --backend onnx
 
-Each digit goes through ``preprocess.normalise_digit``, as in training and as
+Each digit goes through ``imaging.normalise.normalise_digit``, as in training and as
 uploads do. The estimate comes with a 95% Wilson score interval: with 1,000
 digits, one more or one fewer mistake moves the accuracy by 0.1%, and the
 interval says how far the true accuracy could plausibly be from the estimate.
@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 import folder_paths
-from backends import BACKENDS
-from model import DigitClassifier
-from preprocess import normalise_digit, to_model_input
-from train import DEFAULT_SUBSET, load_subset, split_subset
+from imaging.normalise import normalise_digit, to_model_input
+from model import DEFAULT_WEIGHTS, DigitClassifier
+from runtime.backends import BACKENDS
+from training.data import default_subset, load_digits, split_subset
 
 Z_95 = 1.959964  # the standard normal quantile for a two-sided 95% interval
 
@@ -73,19 +73,13 @@ def measure(classifier: DigitClassifier, images: np.ndarray, labels: np.ndarray,
     return Accuracy(correct, len(images))
 
 
-def load_digits(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Every image and label of an ``.npz`` holding ``images`` and ``labels``."""
-    with np.load(path) as data:
-        return data["images"], data["labels"].astype(np.int64)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--data", type=Path, default=DEFAULT_SUBSET,
+    source.add_argument("--data", type=Path, default=default_subset(),
                         help="the training subset; its fixed held-out part is measured")
     source.add_argument("--digits", type=Path, help="an .npz whose every digit is measured")
-    parser.add_argument("--weights", default="model.pt", help="file name inside weights/")
+    parser.add_argument("--weights", default=DEFAULT_WEIGHTS, help="file name inside weights/")
     parser.add_argument("--backend", choices=BACKENDS, default="eager")
     parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
     return parser.parse_args(argv)
@@ -96,7 +90,7 @@ def main(argv: list[str] | None = None) -> Accuracy:
     if args.digits:
         images, labels = load_digits(args.digits)
     else:
-        _, (images, labels) = split_subset(*load_subset(args.data))
+        _, (images, labels) = split_subset(*load_digits(args.data))
     weights = folder_paths.get_full_path("weights", args.weights)
     classifier = DigitClassifier(weights, args.device, args.backend)
     accuracy = measure(classifier, images, labels)

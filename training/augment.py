@@ -3,7 +3,7 @@
 Each training digit is rotated, shifted, scaled and sheared with torchvision's
 affine transform, and its strokes are made thicker or thinner by blending in a
 dilation or an erosion (a 3x3 max-pool of the image or of its negative). The
-result then goes through ``preprocess.normalise_digit``, the same centring
+result then goes through ``imaging.normalise.normalise_digit``, the same centring
 and scaling that uploads get, so an augmented digit looks like an upload.
 
 Every random number comes from a generator seeded by (seed, epoch, digit),
@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from preprocess import normalise_digit, to_model_input
+from imaging.normalise import normalise_digit, to_model_input
 
 
 @dataclass(frozen=True)

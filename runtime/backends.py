@@ -1,7 +1,8 @@
 """Ways to run a loaded network: eager PyTorch, ONNX Runtime, TorchScript or torch.compile.
 
 Each backend turns an eval-mode network into a *runner*: a function from a
-float32 batch ``(N, 1, 28, 28)`` on the network's device to logits ``(N, 10)``.
+float32 batch ``(N, *network.input_shape)`` on the network's device to its
+logits. The network names the shape of one input in its ``input_shape``.
 Compiled forms are built at load time, in memory, from the loaded weights;
 nothing compiled is ever written beside the weights. Before a runner is used
 it must give the same logits as the eager network (``check_runner``).
@@ -96,7 +97,7 @@ def network_fingerprint(network: nn.Module) -> str:
 
 def export_onnx_uncached(network: nn.Module) -> bytes:
     """Export with ``torch.onnx.export`` (the dynamo exporter), in memory."""
-    example = torch.zeros(2, 1, 28, 28, device=next(network.parameters()).device)
+    example = torch.zeros(2, *network.input_shape, device=next(network.parameters()).device)
     batch = torch.export.Dim("batch", min=1)
     program = torch.onnx.export(network, (example,), dynamo=True, verbose=False,
                                 dynamic_shapes=({0: batch},))
@@ -137,16 +138,17 @@ def check_backend_name(backend: str) -> str:
     return name
 
 
-def probe_batches(device: torch.device) -> list[torch.Tensor]:
+def probe_batches(network: nn.Module, device: torch.device) -> list[torch.Tensor]:
     """Fixed pseudo-random inputs of batch size 1 and 2 to compare runners on."""
     generator = torch.Generator().manual_seed(0)
-    return [torch.randn(size, 1, 28, 28, generator=generator).to(device) for size in (1, 2)]
+    return [torch.randn(size, *network.input_shape, generator=generator).to(device)
+            for size in (1, 2)]
 
 
 def check_runner(runner: Runner, network: nn.Module, device: torch.device) -> None:
     """Raise ``BackendError`` unless ``runner`` gives the eager network's logits."""
     with torch.inference_mode():
-        for batch in probe_batches(device):
+        for batch in probe_batches(network, device):
             expected, actual = network(batch), runner(batch)
             if actual.shape != expected.shape:
                 shapes = f"{tuple(actual.shape)} instead of {tuple(expected.shape)}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from preprocess import PreprocessError
+from imaging.errors import PreprocessError
 
 ERROR_CODES: dict[str, tuple[int, str]] = {
     "missing_file": (400, "the request has no multipart file part named 'file'"),
@@ -105,7 +105,7 @@ def answer_error(error: Exception) -> ApiError:
     return api_error
 
 
-def register_error_handlers(app: Flask) -> None:
+def init_app(app: Flask) -> None:
     """Answer every error raised outside the HTML page with the JSON error shape."""
 
     @app.errorhandler(Exception)

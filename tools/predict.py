@@ -1,11 +1,12 @@
 """Predict the digits in many image files at once, offline.
 
-    python predict.py PATH... --out predictions.csv    # files, and folders searched recursively
-    python predict.py scans/ --out predictions.jsonl   # JSON lines instead of CSV
+    python -m tools.predict PATH... --out predictions.csv   # files; folders searched recursively
+    python -m tools.predict scans/ --out predictions.jsonl  # JSON lines instead of CSV
 
-Every file is decoded and preprocessed exactly as an upload is
-(``preprocess.preprocess``), in DataLoader worker processes, and the network
-sees whole batches. The output has one row per file, in the order found:
+Every file goes through the service's own chain (``serving.chain``): decoded
+and preprocessed exactly as an upload is, in DataLoader worker processes, then
+through the network in whole batches and encoded as the API answers. The
+output has one row per file, in the order found:
 ``path,prediction,confidence,error``. A file that cannot be read, is not an
 image or holds no digit gets its row with ``error`` filled in (its error code,
 then the reason) and the run goes on. Hidden files and folders are skipped.
@@ -24,18 +25,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 import folder_paths
-from backends import BACKENDS, DEFAULT_BACKEND
-from model import DigitClassifier
-from pipeline import prediction_from
-from preprocess import DEFAULT_MAX_PIXELS, PreprocessError, preprocess
+from imaging.errors import PreprocessError
+from imaging.normalise import PreparedDigit
+from model import DEFAULT_WEIGHTS, DigitClassifier
+from runtime.backends import BACKENDS, DEFAULT_BACKEND
+from runtime.devices import DEFAULT_DEVICE, DEVICE_CHOICES
+from runtime.threads import limit_threads_in_worker
+from serving.chain import Chain
 
 CSV_COLUMNS = ("path", "prediction", "confidence", "error")
-EMPTY_INPUT = torch.zeros(1, 28, 28)  # stands in for a file that failed, to keep batches whole
 
 
 @dataclass(frozen=True)
@@ -68,57 +70,62 @@ def is_hidden(relative: Path) -> bool:
 
 
 class ImageFiles(Dataset):
-    """Image files as model inputs; item ``i`` is ``(input, error)``, the error ``""`` if none."""
+    """Image files, each prepared by the chain; item ``i`` is its ``PreparedDigit`` or the
+    reason it has none (its error code, then why)."""
 
-    def __init__(self, files: Sequence[Path], max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    def __init__(self, files: Sequence[Path], chain: Chain) -> None:
         self.files = list(files)
-        self.max_pixels = max_pixels
+        self.chain = chain
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
+    def __getitem__(self, index: int) -> PreparedDigit | str:
         try:
             data = self.files[index].read_bytes()
         except OSError as error:
-            return EMPTY_INPUT, f"unreadable: {error.strerror or error}"
+            return f"unreadable: {error.strerror or error}"
         try:
-            return preprocess(data, self.max_pixels).tensor, ""
+            return self.chain.prepare(data)
         except PreprocessError as error:
-            return EMPTY_INPUT, f"{error.code}: {error}"
+            return f"{error.code}: {error}"
         except Exception as error:  # one strange file must not stop a run over thousands
-            return EMPTY_INPUT, f"failed: {type(error).__name__}: {error}"
+            return f"failed: {type(error).__name__}: {error}"
 
 
-def limit_threads_in_worker(worker_id: int) -> None:
-    """Workers decode one image at a time: one torch thread each avoids oversubscription."""
-    torch.set_num_threads(1)
+def as_list(items: list) -> list:
+    """A DataLoader ``collate_fn`` that keeps a batch's items as they are."""
+    return items
 
 
 def predict_files(classifier_factory: Callable[[], DigitClassifier], files: Sequence[Path],
-                  batch_size: int = 64, workers: int = 2, progress: bool = True) -> Iterator[Row]:
+                  batch_size: int = 64, workers: int = 2, progress: bool = True,
+                  chain: Chain | None = None) -> Iterator[Row]:
     """Rows for ``files`` in order; ``classifier_factory()`` gives the classifier."""
-    loader = DataLoader(ImageFiles(files), batch_size=batch_size, num_workers=workers,
+    chain = chain or Chain()
+    # Workers start from a fresh interpreter ("forkserver"), not a fork of this
+    # process: a fork copies every thread pool and lock a calling program holds
+    # (torch's, ONNX Runtime's, a server's) and can deadlock on one of them.
+    loader = DataLoader(ImageFiles(files, chain), batch_size=batch_size, num_workers=workers,
+                        collate_fn=as_list,
+                        multiprocessing_context="forkserver" if workers else None,
                         worker_init_fn=limit_threads_in_worker if workers else None)
-    # Fork the workers before the model exists, so no thread pool of the
-    # classifier (torch's, ONNX Runtime's) is copied into them half-way.
     batches = iter(loader)
     classifier = classifier_factory()
     bar = tqdm(total=len(files), unit="image", disable=not progress)
     position = 0
-    for inputs, errors in batches:
-        readable = [i for i, error in enumerate(errors) if not error]
-        probabilities = classifier.predict(inputs[readable]) if readable else None
-        answers = dict(zip(readable, probabilities, strict=True)) if readable else {}
-        for i, error in enumerate(errors):
-            path = str(files[position + i])
-            if error:
-                yield Row(path, error=error)
+    for items in batches:
+        prepared = [item for item in items if isinstance(item, PreparedDigit)]
+        answers = iter(chain.predict(classifier, prepared))
+        for offset, item in enumerate(items):
+            path = str(files[position + offset])
+            if isinstance(item, str):
+                yield Row(path, error=item)
             else:
-                answer = prediction_from(answers[i])
-                yield Row(path, answer.digit, round(answer.confidence, 6))
-        position += len(errors)
-        bar.update(len(errors))
+                body = chain.encode(next(answers))
+                yield Row(path, body["prediction"], body["confidence"])
+        position += len(items)
+        bar.update(len(items))
     bar.close()
 
 
@@ -143,9 +150,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     parser.add_argument("--out", type=Path, required=True,
                         help="output file: CSV, or JSON lines when it ends in .jsonl")
-    parser.add_argument("--weights", default="model.pt", help="file name inside weights/")
+    parser.add_argument("--weights", default=DEFAULT_WEIGHTS, help="file name inside weights/")
     parser.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--device", default=DEFAULT_DEVICE, help=DEVICE_CHOICES)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -1,0 +1,172 @@
+"""Find the ink: the digit bright on zero, whatever the paper, the light or the pen.
+
+    find_digit          where the ink is, searched on a small copy of the image
+    read_digit          that region again, at a resolution fit for the digit:
+        shrink              averaged down to at most READ_SIZE pixels
+        to_grayscale        any mode -> 0..255, transparency flattened
+        ink_map             orient_ink -> flatten_background -> isolate_ink;
+                            no ink at all -> NoDigitError
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image
+
+from imaging.errors import NoDigitError
+from imaging.normalise import ink_bounds
+from imaging.pixels import shrink, to_grayscale
+
+# The whole image is searched for ink at most this large (longer side): small
+# enough to be quick, large enough that a thin faint stroke is not averaged away ...
+SURVEY_SIZE = 320
+# ... and the region found is read again from the decoded image at most this large,
+READ_SIZE = 320
+# ... reaching this far beyond the ink on every side (times the ink's longer
+# side), so that the region holds paper as well as ink.
+READ_MARGIN = 0.5
+# The paper's light is measured on a grid of this many cells along the longer side.
+BACKGROUND_CELLS = 16
+# Ink must stand this far (out of 255) above the paper to count as a digit ...
+MIN_INK_CONTRAST = 24
+# ... and this many times further than the paper's own grain and noise vary.
+MIN_INK_TO_NOISE = 20.0
+# Pixels within this many deviations of the paper's noise are taken for paper,
+NOISE_SIGMAS = 6.0
+# ... as are those fainter than this fraction of the strongest ink.
+INK_FLOOR = 0.2
+# Cells of the paper's grid further than this many deviations from the fit hold ink.
+OUTLIER_SIGMAS = 3.0
+# A median absolute deviation times this is the standard deviation of Gaussian noise.
+MAD_TO_SIGMA = 1.4826
+
+
+def ink_map(gray: np.ndarray) -> np.ndarray:
+    """Ink as bright values on a zero background, whatever the paper, the light or the pen."""
+    return isolate_ink(flatten_background(orient_ink(gray)))
+
+
+def orient_ink(gray: np.ndarray) -> np.ndarray:
+    """Ink as the bright side: dark ink on light paper is inverted, light ink kept.
+
+    The ink is whichever side strays further from the paper, darker (pen on
+    paper) or lighter (chalk on a board, white strokes on black). The paper
+    is measured where it lies, so uneven light does not tip the choice.
+    """
+    difference = mean3x3(gray - paper_surface(gray))
+    return 255.0 - gray if -float(difference.min()) > float(difference.max()) else gray
+
+
+def flatten_background(ink: np.ndarray) -> np.ndarray:
+    """Bright ink with the paper's uneven light taken away, so the paper sits at 0."""
+    return np.clip(ink - paper_surface(ink, ink_is_bright=True), 0.0, None)
+
+
+def paper_surface(values: np.ndarray, ink_is_bright: bool = False,
+                  cells: int = BACKGROUND_CELLS) -> np.ndarray:
+    """The paper's level at every pixel, as if no ink lay on it.
+
+    Light falls off smoothly across a page (a lamp to one side, a phone's
+    vignette), so the paper is modelled as a quadratic surface, fitted to a
+    coarse grid of cells and refitted without the cells that stray from it:
+    those hold ink. Each cell's level is its median, and the fit starts from
+    the commonest levels. Once the ink is known to be the bright side, each
+    cell's lower quartile is used instead (paper unless ink covers nearly all
+    the cell, as inside a thick marker's stroke), only cells above the fit
+    are left out, and the fit starts from the darker half of the cells.
+    """
+    height, width = values.shape
+    cell = max(1, math.ceil(max(height, width) / cells))
+    rows, cols = math.ceil(height / cell), math.ceil(width / cell)
+    padded = np.pad(values, ((0, rows * cell - height), (0, cols * cell - width)), mode="edge")
+    blocks = padded.reshape(rows, cell, cols, cell).transpose(0, 2, 1, 3).reshape(rows, cols, -1)
+    rank = blocks.shape[2] // (4 if ink_is_bright else 2)
+    levels = np.partition(blocks, rank, axis=2)[..., rank].ravel()
+    cell_y, cell_x = np.indices((rows, cols), dtype=np.float32)
+    terms = quadratic_terms((cell_y.ravel() + 0.5) * cell / height,
+                            (cell_x.ravel() + 0.5) * cell / width)
+    if ink_is_bright:
+        paper = levels <= np.median(levels)
+    else:
+        typical = np.abs(levels - np.median(levels))
+        paper = typical <= OUTLIER_SIGMAS * MAD_TO_SIGMA * float(np.median(typical)) + 1.0
+    for _ in range(5):
+        coefficients, *_ = np.linalg.lstsq(terms[paper], levels[paper], rcond=None)
+        residual = levels - terms @ coefficients
+        if not ink_is_bright:
+            residual = np.abs(residual)
+        spread = MAD_TO_SIGMA * float(np.median(np.abs(residual[paper])))
+        keep = residual <= OUTLIER_SIGMAS * spread + 1.0  # a level's slack for flat paper
+        if keep.sum() < terms.shape[1] or np.array_equal(keep, paper):
+            break
+        paper = keep
+    return quadratic_surface(coefficients, values.shape)
+
+
+def quadratic_terms(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The terms of a quadratic surface at points ``y``, ``x`` (0..1 across the image)."""
+    y, x = y - 0.5, x - 0.5
+    return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1)
+
+
+def quadratic_surface(coefficients: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The surface ``quadratic_terms`` fitted, evaluated at every pixel's centre."""
+    one, cx, cy, cxx, cxy, cyy = (float(c) for c in coefficients)
+    y = (np.arange(shape[0], dtype=np.float32) + 0.5) / shape[0] - 0.5
+    x = (np.arange(shape[1], dtype=np.float32) + 0.5) / shape[1] - 0.5
+    by_row = one + cy * y + cyy * y * y
+    by_column = cx * x + cxx * x * x
+    return by_row[:, None] + by_column[None, :] + cxy * np.outer(y, x)
+
+
+def isolate_ink(flat: np.ndarray) -> np.ndarray:
+    """Only the ink, scaled so the strongest is 255; raises ``NoDigitError`` when there is none.
+
+    The paper's level and its grain and noise are measured on a 3x3-smoothed
+    copy (median and median absolute deviation). The strongest ink must stand
+    ``MIN_INK_CONTRAST`` and ``MIN_INK_TO_NOISE`` times the noise above the
+    paper; pixels no further above it than ``NOISE_SIGMAS`` times the noise, or
+    than ``INK_FLOOR`` of the strongest ink, are paper.
+    """
+    smooth = mean3x3(flat)
+    paper = float(np.median(smooth))
+    noise = MAD_TO_SIGMA * float(np.median(np.abs(smooth - paper)))
+    peak = float(smooth.max()) - paper
+    if peak < MIN_INK_CONTRAST or peak < MIN_INK_TO_NOISE * noise:
+        raise NoDigitError("no digit was found in the image")
+    cut = paper + max(NOISE_SIGMAS * noise, INK_FLOOR * peak)
+    ink = np.clip((flat - paper) * (255.0 / peak), 0.0, 255.0)
+    ink[smooth <= cut] = 0.0
+    return ink
+
+
+def mean3x3(values: np.ndarray) -> np.ndarray:
+    """Each pixel averaged with its eight neighbours (edges repeated): grain and noise fade."""
+    padded = np.pad(values, 1, mode="edge")
+    height, width = values.shape
+    total = np.zeros(values.shape, dtype=np.float32)
+    for dy in range(3):
+        for dx in range(3):
+            total += padded[dy : dy + height, dx : dx + width]
+    return total / 9.0
+
+
+def find_digit(image: Image.Image) -> tuple[int, int, int, int]:
+    """The region of ``image`` to read: the ink found on a small copy, with paper around it."""
+    survey = shrink(image, SURVEY_SIZE)
+    left, top, right, bottom = ink_bounds(ink_map(to_grayscale(survey)))
+    scale_x, scale_y = image.width / survey.width, image.height / survey.height
+    margin = READ_MARGIN * max((right - left) * scale_x, (bottom - top) * scale_y)
+    return (
+        max(0, math.floor(left * scale_x - margin)),
+        max(0, math.floor(top * scale_y - margin)),
+        min(image.width, math.ceil(right * scale_x + margin)),
+        min(image.height, math.ceil(bottom * scale_y + margin)),
+    )
+
+
+def read_digit(image: Image.Image, region: tuple[int, int, int, int]) -> np.ndarray:
+    """The ink map of ``region``, read at most ``READ_SIZE`` pixels on its longer side."""
+    return ink_map(to_grayscale(shrink(image.crop(region), READ_SIZE)))

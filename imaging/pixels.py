@@ -1,0 +1,83 @@
+"""Read any Pillow mode as 0..255 gray values, and average images down by whole factors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image
+
+# Modes holding more than 8 bits per pixel, read on their own scales.
+HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+# Modes Image.reduce cannot average, and the mode each is averaged in instead.
+UNREDUCIBLE_MODES = {"1": "L", "P": "RGB", "PA": "RGBA"}
+# Modes with an alpha channel (the lower-case ones premultiplied).
+ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
+
+
+def shrink(image: Image.Image, longest: int) -> Image.Image:
+    """``image`` averaged down by a whole factor until its longer side is at most ``longest``."""
+    factor = math.ceil(max(image.size) / longest)
+    if factor <= 1:
+        return image
+    if has_transparency(image) and image.mode not in ALPHA_MODES:
+        image = image.convert("RGBA")  # averaging needs real alpha, not a transparent colour
+    elif image.mode in HIGH_BIT_MODES:
+        image = Image.fromarray(high_bit_to_8_bit(image), mode="F")  # read on the mode's scale
+    elif image.mode in UNREDUCIBLE_MODES:
+        image = image.convert(UNREDUCIBLE_MODES[image.mode])
+    return image.reduce(factor)
+
+
+def to_grayscale(image: Image.Image) -> np.ndarray:
+    """A float32 array in 0..255 for any Pillow mode, transparency flattened.
+
+    What is opaque is the ink, so transparent images are composited onto a
+    background that contrasts with their opaque pixels: dark strokes go on
+    white, light strokes on black.
+    """
+    if image.mode in HIGH_BIT_MODES:
+        return high_bit_to_8_bit(image)
+    if has_transparency(image):
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32)
+        alpha = rgba[..., 3] / 255.0
+        luma = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        coverage = float(alpha.sum())
+        if coverage == 0.0:
+            return np.zeros(alpha.shape, dtype=np.float32)
+        stroke_luma = float((luma * alpha).sum()) / coverage
+        background = 255.0 if stroke_luma < 128.0 else 0.0
+        return luma * alpha + background * (1.0 - alpha)
+    if image.mode == "LAB":
+        return np.asarray(image.getchannel("L"), dtype=np.float32)
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+    return np.asarray(image.convert("L"), dtype=np.float32)
+
+
+def has_transparency(image: Image.Image) -> bool:
+    """Whether ``image`` has an alpha channel or a transparent colour."""
+    return image.mode in ALPHA_MODES or "transparency" in image.info
+
+
+def high_bit_to_8_bit(image: Image.Image) -> np.ndarray:
+    """A 16-bit, 32-bit or float image on the 0..255 scale.
+
+    16-bit modes span 0..65535. ``I`` and ``F`` carry no range of their own,
+    so they are read on the smallest usual scale that holds their values:
+    0..1 (float only), 0..255, 0..65535, else their own maximum. The scale is
+    never stretched to the values, so a blank image's faint noise stays faint.
+    """
+    values = np.asarray(image, dtype=np.float32)
+    top = float(values.max()) if values.size else 0.0
+    if image.mode.startswith("I;16"):
+        full = 65535.0
+    elif image.mode == "F" and top <= 1.0:
+        full = 1.0
+    elif top <= 255.0:
+        full = 255.0
+    elif top <= 65535.0:
+        full = 65535.0
+    else:
+        full = top
+    return np.clip(values * (255.0 / full), 0.0, 255.0)

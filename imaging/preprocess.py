@@ -1,0 +1,29 @@
+"""Turn uploaded image bytes into the 28x28 input the digit network expects.
+
+Every upload is brought into MNIST's form one small step at a time:
+
+    decode_upload       bytes -> upright Pillow image (imaging.decode)
+    find_digit          where the ink is, on a small copy (imaging.ink)
+    read_digit          that region's ink map at a resolution fit for the digit
+    even_out_strokes    thick marker thinned, fine pen thickened (imaging.normalise)
+    prepare_ink         crop_to_ink -> fit_to_box -> center_by_mass -> to_model_input
+"""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from imaging.decode import DEFAULT_MAX_PIXELS, decode_upload
+from imaging.ink import find_digit, read_digit
+from imaging.normalise import PreparedDigit, crop_to_ink, even_out_strokes, prepare_ink
+
+
+def preprocess_image(image: Image.Image) -> PreparedDigit:
+    """The model's input for a decoded Pillow image: find the digit, read it, prepare it."""
+    ink = read_digit(image, find_digit(image))
+    return prepare_ink(even_out_strokes(crop_to_ink(ink)))
+
+
+def preprocess(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> PreparedDigit:
+    """The model's input for uploaded bytes."""
+    return preprocess_image(decode_upload(data, max_pixels))

@@ -1,0 +1,19 @@
+"""CPU thread shares: processes that share the cores each keep to their part of them."""
+
+from __future__ import annotations
+
+import torch
+
+
+def limit_threads(count: int) -> None:
+    """Run torch's CPU kernels on ``count`` threads in this process (0 keeps torch's default)."""
+    if count > 0:
+        torch.set_num_threads(count)
+
+
+def limit_threads_in_worker(worker_id: int) -> None:
+    """``worker_init_fn`` for DataLoader workers: each handles one item at a time, on one thread.
+
+    Without it every worker would start a thread per core and oversubscribe them.
+    """
+    limit_threads(1)

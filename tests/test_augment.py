@@ -1,0 +1,30 @@
+import numpy as np
+import torch
+
+import folder_paths
+from training import augment
+
+FIXTURE = folder_paths.get_full_path("tests", "fixtures/heldout_digits.npz")
+
+
+def test_augmented_digits_depend_only_on_seed_epoch_and_index():
+    with np.load(FIXTURE) as data:
+        images, labels = data["images"][:16], data["labels"][:16]
+    dataset = augment.AugmentedDigits(images, labels, seed=3)
+    first = [dataset[i][0] for i in range(len(dataset))]
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=2)
+    assert torch.equal(torch.cat([inputs for inputs, _ in loader]), torch.stack(first))
+    dataset.epoch = 1
+    assert not torch.equal(dataset[0][0], first[0])
+
+
+def test_augmented_digits_are_centred_as_uploads_are():
+    with np.load(FIXTURE) as data:
+        digit = data["images"][0]
+    varied = augment.augment_digit(digit, torch.Generator().manual_seed(0))
+    assert varied.shape == (28, 28) and varied.dtype == np.uint8
+    rows, cols = np.nonzero(varied)
+    assert max(rows.max() - rows.min(), cols.max() - cols.min()) + 1 == 20  # the 20x20 box
+    centre = np.average(np.indices(varied.shape).reshape(2, -1), axis=1,
+                        weights=varied.ravel().astype(float))
+    assert np.abs(centre - 14).max() <= 1.0

@@ -1,0 +1,1 @@
+"""What training runs: the digit data, augmentation, the training loop and evaluation."""

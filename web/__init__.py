@@ -1,0 +1,1 @@
+"""The web layer: configuration, the page, the JSON API, admin routes and error answers."""

@@ -1,0 +1,31 @@
+"""The JSON API: predictions, what model is served, and a liveness check."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+
+from web.config import is_true
+from web.inference import describe_model, predict_upload
+
+bp = Blueprint("api", __name__)
+
+
+@bp.post("/predict")
+def predict():
+    """JSON prediction for the multipart ``file`` upload.
+
+    ``?input_image=1`` adds the 28x28 model input as a PNG data URL.
+    """
+    return jsonify(predict_upload(include_input=is_true(request.args.get("input_image"))))
+
+
+@bp.get("/model")
+def model_info():
+    """What model this process serves."""
+    return jsonify(describe_model())
+
+
+@bp.get("/health")
+def health():
+    """Liveness check for load balancers and tests."""
+    return jsonify({"status": "ok"})

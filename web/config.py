@@ -1,0 +1,46 @@
+"""The service's settings: defaults in code, then ``DIGITS_*`` environment variables, then
+the mapping a test (or an embedding program) passes to ``create_app``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from imaging.decode import DEFAULT_MAX_PIXELS
+from model import DEFAULT_WEIGHTS
+from runtime.backends import DEFAULT_BACKEND
+from runtime.devices import DEFAULT_DEVICE
+
+ENV_PREFIX = "DIGITS"  # every setting can be overridden by a DIGITS_<NAME> variable
+DEFAULT_CONFIG: dict[str, Any] = {
+    "WEIGHTS": DEFAULT_WEIGHTS,  # file name inside weights/
+    "DEVICE": DEFAULT_DEVICE,  # auto, cpu, cuda or cuda:N
+    "BACKEND": DEFAULT_BACKEND,  # eager, onnx, torchscript or compile
+    "MAX_CONTENT_LENGTH": 10 * 1024 * 1024,  # largest accepted request body, bytes
+    "MAX_IMAGE_PIXELS": DEFAULT_MAX_PIXELS,  # largest accepted image, width x height
+    "TORCH_THREADS": 0,  # torch threads per process; 0 keeps torch's default
+    "ADMIN_KEY": "",  # empty: /admin/ answers loopback clients only
+    "STATE_DIR": "",  # folder shared by one server's workers; empty: reloads stay in-process
+}
+TRUE_WORDS = ("1", "true", "yes", "on")
+
+
+def is_true(text: str | None) -> bool:
+    """Whether a query or environment value says yes: ``1``, ``true``, ``yes`` or ``on``."""
+    return (text or "").strip().lower() in TRUE_WORDS
+
+
+def init_app(app: Flask, overrides: Mapping[str, Any] | None = None) -> None:
+    """Fill ``app.config``: the defaults, then the environment, then ``overrides``."""
+    app.config.from_mapping(DEFAULT_CONFIG)
+    app.config.from_prefixed_env(ENV_PREFIX)
+    for key, default in DEFAULT_CONFIG.items():
+        # from_prefixed_env parses values as JSON; a text setting (a file name, a key)
+        # stays text even when it looks like a number.
+        if isinstance(default, str) and f"{ENV_PREFIX}_{key}" in os.environ:
+            app.config[key] = os.environ[f"{ENV_PREFIX}_{key}"]
+    if overrides is not None:
+        app.config.from_mapping(overrides)

@@ -1,0 +1,40 @@
+"""The upload page, which also works without JavaScript (its form posts back to ``/``)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, render_template
+
+from web.errors import answer_error
+from web.inference import predict_upload
+
+bp = Blueprint("page", __name__)
+
+# The page runs only its own script and style; images may also be data: URLs (the
+# model's input) and blob: URLs (the preview of a chosen file).
+PAGE_POLICY = ("default-src 'self'; img-src 'self' data: blob:; base-uri 'none'; "
+               "form-action 'self'; frame-ancestors 'none'")
+
+
+@bp.get("/")
+def index():
+    """The upload page."""
+    return render_template("index.html")
+
+
+@bp.post("/")
+def index_result():
+    """The upload page with the result, for browsers without JavaScript."""
+    try:
+        result = predict_upload(include_input=True)
+    except Exception as error:
+        api_error = answer_error(error)
+        return render_template("index.html", error=api_error), api_error.status
+    return render_template("index.html", result=result)
+
+
+@bp.after_app_request
+def add_page_policy(response):
+    """Send the Content-Security-Policy with every HTML page."""
+    if response.mimetype == "text/html":
+        response.headers.setdefault("Content-Security-Policy", PAGE_POLICY)
+    return response
