@@ -1,0 +1,1 @@
+"""Parts of ``bench_http.py``: uploads, server lifetimes, wrk runs, in-process runs, reports."""
