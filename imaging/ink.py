@@ -1,10 +1,12 @@
 """Find the ink: the digit bright on zero, whatever the paper, the light or the pen.
 
+    digit_ink           find_digit, then read_digit (once only for a small image on flat paper)
     find_digit          where the ink is, searched on a small copy of the image
     read_digit          that region again, at a resolution fit for the digit:
         shrink              averaged down to at most READ_SIZE pixels
         to_grayscale        any mode -> 0..255, transparency flattened
-        ink_map             orient_ink -> flatten_background -> isolate_ink;
+        ink_map             orient_ink -> flatten_background -> isolate_ink, or for
+                            flat paper ink_above_flat_paper -> isolate_ink;
                             no ink at all -> NoDigitError
 """
 
@@ -41,11 +43,44 @@ INK_FLOOR = 0.2
 OUTLIER_SIGMAS = 3.0
 # A median absolute deviation times this is the standard deviation of Gaussian noise.
 MAD_TO_SIGMA = 1.4826
+# Paper is taken as flat when at least this share of the pixels hold exactly one
+# level, as in canvas exports, scans cleaned to pure white and MNIST-style files.
+UNIFORM_PAPER_SHARE = 0.5
 
 
 def ink_map(gray: np.ndarray) -> np.ndarray:
-    """Ink as bright values on a zero background, whatever the paper, the light or the pen."""
+    """Ink as bright values on a zero background, whatever the paper, the light or the pen.
+
+    Flat paper (``uniform_paper_level``) needs no fitted surface: it is the
+    level itself, which is what the fit would find on it, at a fraction of the cost.
+    """
+    level = uniform_paper_level(gray)
+    if level is not None:
+        return isolate_ink(ink_above_flat_paper(gray, level))
     return isolate_ink(flatten_background(orient_ink(gray)))
+
+
+def uniform_paper_level(gray: np.ndarray) -> float | None:
+    """The paper's one level when ``UNIFORM_PAPER_SHARE`` of the pixels hold it, else None.
+
+    The candidate is the commonest value among the four corners, where paper
+    almost always shows.
+    """
+    corners = [float(gray[0, 0]), float(gray[0, -1]), float(gray[-1, 0]), float(gray[-1, -1])]
+    level = max(corners, key=corners.count)
+    if np.count_nonzero(gray == level) >= UNIFORM_PAPER_SHARE * gray.size:
+        return level
+    return None
+
+
+def ink_above_flat_paper(gray: np.ndarray, level: float) -> np.ndarray:
+    """Bright ink on 0 for paper at one ``level``: ``orient_ink`` and ``flatten_background``
+    for paper without light fall-off or grain."""
+    difference = gray - level
+    smooth = mean3x3(difference)
+    if -float(smooth.min()) > float(smooth.max()):
+        difference = -difference
+    return np.clip(difference, 0.0, None)
 
 
 def orient_ink(gray: np.ndarray) -> np.ndarray:
@@ -131,8 +166,11 @@ def isolate_ink(flat: np.ndarray) -> np.ndarray:
     than ``INK_FLOOR`` of the strongest ink, are paper.
     """
     smooth = mean3x3(flat)
-    paper = float(np.median(smooth))
-    noise = MAD_TO_SIGMA * float(np.median(np.abs(smooth - paper)))
+    if np.count_nonzero(smooth) < smooth.size / 2:
+        paper = noise = 0.0  # both medians, without sorting: most of the image is exactly 0
+    else:
+        paper = float(np.median(smooth))
+        noise = MAD_TO_SIGMA * float(np.median(np.abs(smooth - paper)))
     peak = float(smooth.max()) - paper
     if peak < MIN_INK_CONTRAST or peak < MIN_INK_TO_NOISE * noise:
         raise NoDigitError("no digit was found in the image")
@@ -144,19 +182,21 @@ def isolate_ink(flat: np.ndarray) -> np.ndarray:
 
 def mean3x3(values: np.ndarray) -> np.ndarray:
     """Each pixel averaged with its eight neighbours (edges repeated): grain and noise fade."""
-    padded = np.pad(values, 1, mode="edge")
-    height, width = values.shape
-    total = np.zeros(values.shape, dtype=np.float32)
-    for dy in range(3):
-        for dx in range(3):
-            total += padded[dy : dy + height, dx : dx + width]
-    return total / 9.0
+    padded = np.pad(values.astype(np.float32, copy=False), 1, mode="edge")
+    rows = padded[:-2] + padded[1:-1] + padded[2:]  # the 3x3 sum, as two 3-tap sums
+    return (rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]) * np.float32(1.0 / 9.0)
 
 
 def find_digit(image: Image.Image) -> tuple[int, int, int, int]:
     """The region of ``image`` to read: the ink found on a small copy, with paper around it."""
     survey = shrink(image, SURVEY_SIZE)
-    left, top, right, bottom = ink_bounds(ink_map(to_grayscale(survey)))
+    return region_around_ink(image, survey, ink_map(to_grayscale(survey)))
+
+
+def region_around_ink(image: Image.Image, survey: Image.Image,
+                      ink: np.ndarray) -> tuple[int, int, int, int]:
+    """The ink's box on ``survey`` (a copy of ``image``) in ``image``'s pixels, with margins."""
+    left, top, right, bottom = ink_bounds(ink)
     scale_x, scale_y = image.width / survey.width, image.height / survey.height
     margin = READ_MARGIN * max((right - left) * scale_x, (bottom - top) * scale_y)
     return (
@@ -170,3 +210,17 @@ def find_digit(image: Image.Image) -> tuple[int, int, int, int]:
 def read_digit(image: Image.Image, region: tuple[int, int, int, int]) -> np.ndarray:
     """The ink map of ``region``, read at most ``READ_SIZE`` pixels on its longer side."""
     return ink_map(to_grayscale(shrink(image.crop(region), READ_SIZE)))
+
+
+def digit_ink(image: Image.Image) -> np.ndarray:
+    """The ink map that holds the digit: ``find_digit``, then ``read_digit``.
+
+    An image small enough to be surveyed whole, on flat paper, is read once:
+    its survey already is the ink map at full resolution.
+    """
+    survey = shrink(image, SURVEY_SIZE)
+    gray = to_grayscale(survey)
+    ink = ink_map(gray)
+    if survey is image and uniform_paper_level(gray) is not None:
+        return ink
+    return read_digit(image, region_around_ink(image, survey, ink))

@@ -3,8 +3,8 @@
 Every upload is brought into MNIST's form one small step at a time:
 
     decode_upload       bytes -> upright Pillow image (imaging.decode)
-    find_digit          where the ink is, on a small copy (imaging.ink)
-    read_digit          that region's ink map at a resolution fit for the digit
+    digit_ink           where the ink is, on a small copy, then that region's ink map
+                        at a resolution fit for the digit (imaging.ink)
     even_out_strokes    thick marker thinned, fine pen thickened (imaging.normalise)
     prepare_ink         crop_to_ink -> fit_to_box -> center_by_mass -> to_model_input
 """
@@ -14,13 +14,13 @@ from __future__ import annotations
 from PIL import Image
 
 from imaging.decode import DEFAULT_MAX_PIXELS, decode_upload
-from imaging.ink import find_digit, read_digit
+from imaging.ink import digit_ink
 from imaging.normalise import PreparedDigit, crop_to_ink, even_out_strokes, prepare_ink
 
 
 def preprocess_image(image: Image.Image) -> PreparedDigit:
     """The model's input for a decoded Pillow image: find the digit, read it, prepare it."""
-    ink = read_digit(image, find_digit(image))
+    ink = digit_ink(image)
     return prepare_ink(even_out_strokes(crop_to_ink(ink)))
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from helpers import encode_image, paper_digit
 from PIL import Image, ImageDraw
-from synthetic_uploads import blank_photo, encode_upload, exif_rotated, photographed
+from synthetic_uploads import blank_photo, canvas_export, encode_upload, exif_rotated, photographed
 
 from imaging.decode import DECODE_SIZE, decode_upload, draft_request
 from imaging.errors import ImageTooLargeError, NoDigitError, NotAnImageError
@@ -19,6 +19,7 @@ from imaging.ink import (
     isolate_ink,
     orient_ink,
     read_digit,
+    uniform_paper_level,
 )
 from imaging.normalise import (
     BOX_SIZE,
@@ -445,3 +446,34 @@ def test_preprocess_gives_the_tensor_of_the_picture_it_returns(heldout_digits):
     prepared = preprocess_image(decode_upload(encode_image(paper_digit(heldout_digits[0][0]))))
     assert prepared.image.dtype == np.uint8 and prepared.image.shape == (28, 28)
     assert torch.equal(prepared.tensor, to_model_input(prepared.image))
+
+
+# The flat-paper short path gives what the full path gives on flat paper.
+
+
+def full_path_picture(image: Image.Image, monkeypatch) -> np.ndarray:
+    """The 28x28 picture with the flat-paper short path turned off."""
+    with monkeypatch.context() as patched:
+        patched.setattr("imaging.ink.uniform_paper_level", lambda gray: None)
+        return preprocess_image(image).image
+
+
+@pytest.mark.parametrize("make", [
+    lambda digit: Image.fromarray(digit),  # an MNIST-style file as it is
+    paper_digit,  # black on pure white
+    lambda digit: canvas_export(digit, (0, 0, 0)),  # a transparent canvas, dark strokes
+    lambda digit: canvas_export(digit, (255, 255, 255)),  # and white strokes
+], ids=["mnist", "paper", "canvas-dark", "canvas-white"])
+def test_flat_paper_short_path_gives_the_full_paths_picture(heldout_digits, monkeypatch, make):
+    images, _ = heldout_digits
+    for digit in images[::25]:
+        image = make(digit)
+        assert uniform_paper_level(to_grayscale(image)) is not None
+        short, full = preprocess_image(image).image, full_path_picture(image, monkeypatch)
+        assert np.abs(short.astype(int) - full.astype(int)).max() <= 1  # rounding only
+
+
+def test_grainy_paper_takes_the_full_path(heldout_digits):
+    page = np.asarray(paper_digit(heldout_digits[0][0]).convert("RGB"), dtype=np.float32)
+    photo = photographed(page, np.random.default_rng(0))
+    assert uniform_paper_level(to_grayscale(photo)) is None
