@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from helpers import encode_image, paper_digit, upload
 from PIL import Image
+from werkzeug.datastructures import FileStorage, MultiDict
+from werkzeug.test import encode_multipart
 
 from web.errors import ERROR_CODES
 
@@ -178,3 +180,67 @@ def test_model_endpoint_describes_the_loaded_model(client):
     assert body["accuracy"] >= 0.985
     assert "CC BY-SA 3.0" in body["data_credit"]
     assert json.dumps(body)
+
+
+# Several images in one request
+
+
+def post_files(client, files: list[tuple[bytes, str]], query: str = ""):
+    """POST every (data, filename) as a ``file`` part of one multipart body."""
+    fields = MultiDict(("file", FileStorage(io.BytesIO(data), name)) for data, name in files)
+    boundary, body = encode_multipart(fields)
+    return client.post(f"/predict{query}", data=body,
+                       content_type=f"multipart/form-data; boundary={boundary}")
+
+
+def test_several_files_answer_results_in_the_order_sent(client, heldout_digits):
+    images, labels = heldout_digits
+    picks = [3, 120, 260, 499]
+    response = post_files(client, [(encode_image(paper_digit(images[i])), f"{i}.png")
+                                   for i in picks])
+    assert response.status_code == 200
+    results = response.get_json()["results"]
+    assert [r["prediction"] for r in results] == [labels[i] for i in picks]
+    assert all(len(r["probabilities"]) == 10 and "input_image" not in r for r in results)
+
+
+def test_one_bad_file_among_several_gets_its_own_error(client, heldout_digits):
+    images, labels = heldout_digits
+    blank = encode_image(Image.new("L", (40, 40), 255))
+    response = post_files(client, [(encode_image(paper_digit(images[7])), "good.png"),
+                                   (b"not an image", "bad.png"), (blank, "blank.png"),
+                                   (encode_image(paper_digit(images[8])), "")],
+                          query="?input_image=1")
+    assert response.status_code == 200
+    good, bad, empty, unnamed = response.get_json()["results"]
+    assert good["prediction"] == labels[7] and good["input_image"].startswith("data:image/png")
+    assert bad == {"error": {"status": 400, "code": "not_an_image",
+                             "message": bad["error"]["message"]}}
+    assert empty["error"]["code"] == "no_digit_found" and empty["error"]["status"] == 422
+    assert unnamed["error"]["code"] == "empty_filename"
+
+
+def test_one_file_answers_exactly_as_before(client, heldout_digits):
+    images, _ = heldout_digits
+    data = encode_image(paper_digit(images[9]))
+    assert post_files(client, [(data, "one.png")]).get_json() == upload(client, data).get_json()
+
+
+def test_more_files_than_the_limit_is_413(make_app, heldout_digits):
+    client = make_app(MAX_FILES=3).test_client()
+    data = encode_image(paper_digit(heldout_digits[0][0]))
+    assert post_files(client, [(data, "x.png")] * 3).status_code == 200
+    assert_error(post_files(client, [(data, "x.png")] * 4), 413, "too_many_files")
+
+
+def test_a_full_batch_goes_through_the_network_once(app, heldout_digits, monkeypatch):
+    images, labels = heldout_digits
+    classifier = app.extensions["model_slot"].current
+    batches = []
+    predict = classifier.predict
+    monkeypatch.setattr(classifier, "predict", lambda batch: batches.append(len(batch))
+                        or predict(batch))
+    files = [(encode_image(paper_digit(images[i])), f"{i}.png") for i in range(0, 320, 5)]
+    results = post_files(app.test_client(), files).get_json()["results"]
+    assert batches == [64]
+    assert np.mean([r["prediction"] for r in results] == labels[0:320:5]) >= 0.95

@@ -21,6 +21,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "BACKEND": DEFAULT_BACKEND,  # eager, onnx, torchscript or compile
     "MAX_CONTENT_LENGTH": 10 * 1024 * 1024,  # largest accepted request body, bytes
     "MAX_IMAGE_PIXELS": DEFAULT_MAX_PIXELS,  # largest accepted image, width x height
+    "MAX_FILES": 64,  # most file parts in one /predict request
     "TORCH_THREADS": 0,  # torch threads per process; 0 keeps torch's default
     "ADMIN_KEY": "",  # empty: /admin/ answers loopback clients only
     "STATE_DIR": "",  # folder shared by one server's workers; empty: reloads stay in-process

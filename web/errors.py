@@ -24,6 +24,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "method_not_allowed": (405, "the endpoint does not accept this HTTP method"),
     "payload_too_large": (413, "the request body is larger than the configured limit"),
     "image_too_large": (413, "the image has more pixels than the configured limit"),
+    "too_many_files": (413, "the request has more file parts than the configured limit"),
     "no_digit_found": (422, "the image holds no ink that could be a digit"),
     "invalid_weights": (422, "the new weights are missing, corrupt or do not match their card;"
                              " the old model keeps serving"),
@@ -52,6 +53,12 @@ class ApiError(Exception):
 def error_body(status: int, code: str, message: str) -> dict:
     """The JSON error shape as a dict."""
     return {"error": {"status": status, "code": code, "message": message}}
+
+
+def error_body_of(error: Exception) -> dict:
+    """The JSON error shape for ``error``, for one item of an answer that holds several."""
+    api_error = api_error_from(error)
+    return error_body(api_error.status, api_error.code, api_error.message)
 
 
 def error_response(error: ApiError):

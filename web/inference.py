@@ -20,7 +20,8 @@ from model import DATA_CREDIT, DigitClassifier
 from runtime.threads import limit_threads
 from serving.chain import Chain
 from serving.reload import ModelSlot, SharedState
-from web.uploads import read_upload
+from web.errors import error_body_of
+from web.uploads import read_uploads
 
 
 def init_app(app: Flask) -> None:
@@ -60,11 +61,22 @@ def follow_reloads() -> None:
 
 
 def predict_upload(include_input: bool = False) -> dict[str, object]:
-    """The request's ``file`` upload through the chain: its JSON body, or its error raised."""
-    (outcome,) = get_chain().run(get_slot().current, [read_upload()], include_input)
-    if isinstance(outcome, Exception):
-        raise outcome
-    return outcome
+    """The request's ``file`` uploads through the chain, as one batch.
+
+    One file answers with its prediction, or raises its error. Several answer
+    ``{"results": [...]}`` in the order sent, each a prediction or the error
+    shape of its own failure.
+    """
+    uploads = read_uploads(int(current_app.config["MAX_FILES"]))
+    readable = [data for data in uploads if isinstance(data, bytes)]
+    outcomes = iter(get_chain().run(get_slot().current, readable, include_input))
+    answers = [next(outcomes) if isinstance(data, bytes) else data for data in uploads]
+    if len(answers) == 1:
+        if isinstance(answers[0], Exception):
+            raise answers[0]
+        return answers[0]
+    return {"results": [error_body_of(answer) if isinstance(answer, Exception) else answer
+                        for answer in answers]}
 
 
 def describe_model() -> dict[str, object]:

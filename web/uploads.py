@@ -20,11 +20,16 @@ class InMemoryRequest(Request):
         return io.BytesIO()
 
 
-def read_upload() -> bytes:
-    """The bytes of the multipart ``file`` part, or an ``ApiError`` saying what is missing."""
-    upload = request.files.get(UPLOAD_FIELD)
-    if upload is None:
+def read_uploads(max_files: int) -> list[bytes | ApiError]:
+    """Every multipart ``file`` part in the order sent: its bytes, or the error it is answered with.
+
+    No ``file`` part at all, or more than ``max_files``, fails the whole request.
+    """
+    uploads = request.files.getlist(UPLOAD_FIELD)
+    if not uploads:
         raise ApiError("missing_file")
-    if not upload.filename:
-        raise ApiError("empty_filename")
-    return upload.read()
+    if len(uploads) > max_files:
+        raise ApiError("too_many_files", f"the request has {len(uploads)} file parts; "
+                                         f"the limit is {max_files}")
+    return [upload.read() if upload.filename else ApiError("empty_filename")
+            for upload in uploads]
