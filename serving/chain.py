@@ -31,6 +31,7 @@ from imaging.errors import PreprocessError
 from imaging.normalise import PreparedDigit
 from imaging.preprocess import preprocess_image
 from model import DigitClassifier
+from serving.batching import DynamicBatcher
 
 STAGES = ("decode", "preprocess", "batch", "infer", "unbatch", "encode")
 
@@ -101,13 +102,20 @@ Outcome = dict[str, object] | PreprocessError
 
 
 class Chain:
-    """The stages in order, each wrapped once by ``wrap``, with the limits they need."""
+    """The stages in order, each wrapped once by ``wrap``, with the limits they need.
 
-    def __init__(self, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 wrap: StageWrapper = unwrapped) -> None:
+    With ``batch_delay`` (seconds) concurrent calls of ``predict`` are gathered
+    by a ``DynamicBatcher`` for at most that long, up to ``max_batch`` inputs,
+    and share one run of the network.
+    """
+
+    def __init__(self, max_pixels: int = DEFAULT_MAX_PIXELS, wrap: StageWrapper = unwrapped,
+                 batch_delay: float | None = None, max_batch: int = 32) -> None:
         if max_pixels <= 0:
             raise ValueError(f"max_pixels must be a positive pixel count, not {max_pixels}")
         self.max_pixels = max_pixels
+        self.batcher = (DynamicBatcher(self.predict_now, max_batch, batch_delay)
+                        if batch_delay is not None else None)
         self.decode = wrap("decode", decode_upload)
         self.preprocess = wrap("preprocess", preprocess_image)
         self.batch = wrap("batch", batch)
@@ -121,9 +129,17 @@ class Chain:
 
     def predict(self, classifier: DigitClassifier,
                 prepared: Sequence[PreparedDigit]) -> list[Prediction]:
-        """batch -> infer -> unbatch for prepared uploads, through the network as one batch."""
+        """batch -> infer -> unbatch for prepared uploads, through the network as one batch
+        (with other requests' inputs too, when dynamic batching is on)."""
         if not prepared:
             return []
+        if self.batcher is not None:
+            return self.batcher.submit(classifier, prepared)
+        return self.predict_now(classifier, prepared)
+
+    def predict_now(self, classifier: DigitClassifier,
+                    prepared: Sequence[PreparedDigit]) -> list[Prediction]:
+        """batch -> infer -> unbatch, at once, for exactly these inputs."""
         return self.unbatch(self.infer(classifier, self.batch(prepared)))
 
     def run(self, classifier: DigitClassifier, uploads: Sequence[bytes],

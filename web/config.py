@@ -22,6 +22,11 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "MAX_CONTENT_LENGTH": 10 * 1024 * 1024,  # largest accepted request body, bytes
     "MAX_IMAGE_PIXELS": DEFAULT_MAX_PIXELS,  # largest accepted image, width x height
     "MAX_FILES": 64,  # most file parts in one /predict request
+    # Dynamic batching of concurrent requests in a worker: off, since with one request
+    # at a time per worker on a CPU there is nothing to gather (see the README).
+    "DYNAMIC_BATCHING": False,
+    "BATCH_MAX_SIZE": 32,  # most inputs in one gathered batch
+    "BATCH_MAX_DELAY_MS": 2.0,  # longest a request waits for others to join its batch
     "TORCH_THREADS": 0,  # torch threads per process; 0 keeps torch's default
     "ADMIN_KEY": "",  # empty: /admin/ answers loopback clients only
     "STATE_DIR": "",  # folder shared by one server's workers; empty: reloads stay in-process

@@ -28,8 +28,15 @@ def init_app(app: Flask) -> None:
     """Load the model with the app's settings and follow reloads before each request."""
     limit_threads(int(app.config["TORCH_THREADS"]))
     app.extensions["model_slot"] = create_model_slot(app.config)
-    app.extensions["chain"] = Chain(int(app.config["MAX_IMAGE_PIXELS"]))
+    app.extensions["chain"] = create_chain(app.config)
     app.before_request(follow_reloads)
+
+
+def create_chain(config: Mapping[str, Any]) -> Chain:
+    """The request chain with the configured limits, dynamically batching if configured."""
+    delay = float(config["BATCH_MAX_DELAY_MS"]) / 1000 if config["DYNAMIC_BATCHING"] else None
+    return Chain(int(config["MAX_IMAGE_PIXELS"]), batch_delay=delay,
+                 max_batch=int(config["BATCH_MAX_SIZE"]))
 
 
 def create_model_slot(config: Mapping[str, Any]) -> ModelSlot:
