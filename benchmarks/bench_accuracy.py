@@ -29,11 +29,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from synthetic_uploads import UPLOAD_KINDS, make_upload  # noqa: E402
+
 import folder_paths  # noqa: E402
 from imaging.errors import PreprocessError  # noqa: E402
 from model import DEFAULT_WEIGHTS, DigitClassifier  # noqa: E402
 from serving.chain import Chain  # noqa: E402
-from synthetic_uploads import UPLOAD_KINDS, make_upload  # noqa: E402
 
 FIXTURE = "fixtures/heldout_digits.npz"
 

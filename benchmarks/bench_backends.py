@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import folder_paths  # noqa: E402
 from imaging.normalise import normalise_digit, to_model_input  # noqa: E402
 from model import DigitClassifier  # noqa: E402
-from runtime.backends import BACKENDS  # noqa: E402
+from runtime.backend_names import BACKENDS  # noqa: E402
 
 FIXTURE = "fixtures/heldout_digits.npz"
 
@@ -49,7 +49,7 @@ def held_out_inputs() -> torch.Tensor:
     """The held-out test digits, preprocessed as in training."""
     with np.load(folder_paths.get_full_path("tests", FIXTURE)) as data:
         images = data["images"]
-    return torch.stack([to_model_input(normalise_digit(image)) for image in images])
+    return np.stack([to_model_input(normalise_digit(image)) for image in images])
 
 
 def timed_calls(classifier: DigitClassifier, batch: torch.Tensor, calls: int) -> list[float]:
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict[str, Timings]:
         probabilities = classifier.predict(inputs)
         reference = probabilities if reference is None else reference
         same = int((probabilities.argmax(1) == reference.argmax(1)).sum())
-        difference = float((probabilities - reference).abs().max())
+        difference = float(np.abs(probabilities - reference).max())
         classifiers[name] = classifier
         results[name] = Timings(build, difference, same)
         timed_calls(classifier, single, 50)  # warm-up: caches, allocator, thread pools

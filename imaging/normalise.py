@@ -13,7 +13,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from PIL import Image, ImageFilter
 
 from imaging.errors import NoDigitError
@@ -39,7 +38,7 @@ STROKE_SCALE = 4
 class PreparedDigit:
     """The model's input for one image and the 28x28 picture it was made from."""
 
-    tensor: torch.Tensor  # (1, 28, 28), float32, normalised
+    model_input: np.ndarray  # INPUT_SHAPE, float32, normalised
     image: np.ndarray  # (28, 28), uint8, white ink on black
 
 
@@ -122,17 +121,17 @@ def center_by_mass(digit: np.ndarray, field: int = FIELD_SIZE) -> np.ndarray:
     return canvas
 
 
-def to_model_input(image: np.ndarray) -> torch.Tensor:
-    """A uint8 28x28 picture as the normalised (1, 28, 28) tensor the network takes."""
-    scaled = torch.from_numpy(image).to(torch.float32).div_(255.0).unsqueeze(0)
-    return scaled.sub_(MNIST_MEAN).div_(MNIST_STD)
+def to_model_input(image: np.ndarray) -> np.ndarray:
+    """A uint8 28x28 picture as the normalised float32 input the network takes (INPUT_SHAPE)."""
+    scaled = image.astype(np.float32).reshape(INPUT_SHAPE) * np.float32(1.0 / 255.0)
+    return (scaled - np.float32(MNIST_MEAN)) / np.float32(MNIST_STD)
 
 
 def prepare_ink(ink: np.ndarray) -> PreparedDigit:
     """Crop, scale and centre an ink map into the model's input."""
     placed = center_by_mass(fit_to_box(crop_to_ink(ink)))
     picture = np.round(placed).astype(np.uint8)
-    return PreparedDigit(tensor=to_model_input(picture), image=picture)
+    return PreparedDigit(model_input=to_model_input(picture), image=picture)
 
 
 def normalise_digit(digit: np.ndarray) -> np.ndarray:

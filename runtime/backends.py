@@ -19,11 +19,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-Runner = Callable[[torch.Tensor], torch.Tensor]
+from runtime.backend_names import check_backend_name
+from runtime.onnx_session import CPU_PROVIDERS, onnx_session, session_runner
 
-BACKENDS = ("eager", "onnx", "torchscript", "compile")
-DEFAULT_BACKEND = "onnx"  # the fastest at batch 1 on the CPU (benchmarks/bench_backends.py)
-BACKEND_CHOICES = ", ".join(BACKENDS)
+Runner = Callable[[torch.Tensor], torch.Tensor]
 # Compiled runners may reorder floating-point sums; anything beyond this is a real difference.
 LOGIT_TOLERANCE = 1e-3
 
@@ -47,23 +46,17 @@ def onnx_runner(network: nn.Module, device: torch.device, threads: int) -> Runne
     """
     import onnxruntime
 
-    providers = cpu_providers = ["CPUExecutionProvider"]
+    providers = CPU_PROVIDERS
     if device.type == "cuda":
         if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
             raise BackendError("the onnx backend on CUDA needs the onnxruntime-gpu package")
-        providers = [("CUDAExecutionProvider", {"device_id": device.index or 0}), *cpu_providers]
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1  # one small graph: nothing runs in parallel at graph level
-    options.log_severity_level = 3  # errors only: the graph optimiser's notes are noise here
-    session = onnxruntime.InferenceSession(export_onnx(network), options, providers=providers)
-    input_name = session.get_inputs()[0].name
+        providers = [("CUDAExecutionProvider", {"device_id": device.index or 0}), *CPU_PROVIDERS]
+    run_arrays = session_runner(onnx_session(export_onnx(network), threads, providers))
 
     def run(batch: torch.Tensor) -> torch.Tensor:
-        (logits,) = session.run(None, {input_name: batch.detach().cpu().numpy()})
-        return torch.from_numpy(logits).to(batch.device)
+        return torch.from_numpy(run_arrays(batch.detach().cpu().numpy())).to(batch.device)
 
-    run.session = session  # for inspection: its options show the thread count
+    run.session = run_arrays.session  # for inspection: its options show the thread count
     return run
 
 
@@ -128,14 +121,6 @@ BUILDERS: dict[str, Callable[[nn.Module, torch.device, int], Runner]] = {
     "torchscript": torchscript_runner,
     "compile": compile_runner,
 }
-
-
-def check_backend_name(backend: str) -> str:
-    """The backend's canonical name, or ``ValueError`` naming the choices."""
-    name = (backend or "").strip().lower()
-    if name not in BUILDERS:
-        raise ValueError(f"backend {backend!r} is not known; use {BACKEND_CHOICES}")
-    return name
 
 
 def probe_batches(network: nn.Module, device: torch.device) -> list[torch.Tensor]:

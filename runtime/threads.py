@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-import torch
+import os
+
+
+def available_cores() -> int:
+    """The cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def limit_threads(count: int) -> None:
     """Run torch's CPU kernels on ``count`` threads in this process (0 keeps torch's default)."""
     if count > 0:
+        import torch  # only the torch backends and training get here
+
         torch.set_num_threads(count)
 
 

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 from imaging.decode import DEFAULT_MAX_PIXELS, decode_upload
@@ -48,22 +47,22 @@ class Prediction:
     probabilities: list[float]
 
 
-def batch(prepared: Sequence[PreparedDigit]) -> torch.Tensor:
+def batch(prepared: Sequence[PreparedDigit]) -> np.ndarray:
     """Prepared uploads -> one input batch, in their order."""
-    return torch.stack([item.tensor for item in prepared])
+    return np.stack([item.model_input for item in prepared])
 
 
-def infer(classifier: DigitClassifier, inputs: torch.Tensor) -> torch.Tensor:
+def infer(classifier: DigitClassifier, inputs: np.ndarray) -> np.ndarray:
     """One run of the network over a batch: class probabilities, a row per input."""
     return classifier.predict(inputs)
 
 
-def unbatch(probabilities: torch.Tensor) -> list[Prediction]:
+def unbatch(probabilities: np.ndarray) -> list[Prediction]:
     """A batch's probabilities -> one ``Prediction`` per input, in order."""
     return [prediction_from(row) for row in probabilities]
 
 
-def prediction_from(probabilities: torch.Tensor) -> Prediction:
+def prediction_from(probabilities: np.ndarray) -> Prediction:
     """The digit, its confidence and all ten probabilities from one output row."""
     digit = int(probabilities.argmax())
     return Prediction(

@@ -1,14 +1,18 @@
 import logging
+import shutil
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 import torch
 
 import folder_paths
 from imaging.normalise import normalise_digit, to_model_input
-from model import DigitClassifier, build_network
+from model import DigitClassifier, WeightsError, build_network
 from runtime import backends
+from runtime.backend_names import BACKENDS
 from runtime.backends import (
-    BACKENDS,
     BackendError,
     build_runner,
     check_runner,
@@ -24,7 +28,7 @@ CPU = torch.device("cpu")
 @pytest.fixture(scope="module")
 def heldout_batch(heldout_digits):
     images, _ = heldout_digits
-    return torch.stack([to_model_input(normalise_digit(image)) for image in images])
+    return np.stack([to_model_input(normalise_digit(image)) for image in images])
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +44,10 @@ def test_every_backend_gives_eager_answers_on_held_out_digits(backend, heldout_b
     classifier = DigitClassifier(WEIGHTS, "cpu", backend)
     assert classifier.backend == backend, "the backend fell back to eager mode"
     probabilities = classifier.predict(heldout_batch)
-    torch.testing.assert_close(probabilities, eager_probabilities, atol=1e-5, rtol=1e-4)
-    assert torch.equal(probabilities.argmax(dim=1), eager_probabilities.argmax(dim=1))
+    np.testing.assert_allclose(probabilities, eager_probabilities, atol=1e-5, rtol=1e-4)
+    assert np.array_equal(probabilities.argmax(axis=1), eager_probabilities.argmax(axis=1))
     single = classifier.predict(heldout_batch[:1])
-    torch.testing.assert_close(single, eager_probabilities[:1], atol=1e-5, rtol=1e-4)
+    np.testing.assert_allclose(single, eager_probabilities[:1], atol=1e-5, rtol=1e-4)
 
 
 def test_unknown_backend_is_a_clear_error():
@@ -87,3 +91,28 @@ def test_a_backend_that_cannot_be_built_falls_back_to_eager(monkeypatch, caplog)
         classifier = DigitClassifier(WEIGHTS, "cpu", "torchscript")
     assert classifier.backend == "eager"
     assert "falling back to eager mode" in caplog.text
+
+
+def test_the_served_onnx_file_runs_without_torch():
+    """The ONNX backend on the CPU serves from the file beside the weights, torch never imported."""
+    script = (
+        "import sys\n"
+        "from app import create_app\n"
+        "app = create_app({'DEVICE': 'cpu', 'BACKEND': 'onnx'})\n"
+        "assert app.test_client().get('/model').get_json()['backend'] == 'onnx'\n"
+        "print('torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=folder_paths.base_path(),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_a_tampered_onnx_file_is_refused(tmp_path):
+    for name in ("model.pt", "model.json", "model.onnx"):
+        shutil.copy(folder_paths.get_full_path("weights", name), tmp_path / name)
+    data = bytearray((tmp_path / "model.onnx").read_bytes())
+    data[-1] ^= 1
+    (tmp_path / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="sha256"):
+        DigitClassifier(tmp_path / "model.pt", "cpu", "onnx")

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 from helpers import encode_image, paper_digit
 
 import folder_paths
@@ -29,11 +28,11 @@ def prepared(heldout_digits):
 def test_batch_stacks_prepared_inputs_in_order(prepared):
     inputs = chain.batch(prepared)
     assert inputs.shape == (3, *INPUT_SHAPE)
-    assert torch.equal(inputs[2], prepared[2].tensor)
+    assert np.array_equal(inputs[2], prepared[2].model_input)
 
 
 def test_unbatch_gives_one_prediction_per_row():
-    rows = torch.tensor([[0.1] * 9 + [0.1], [0.0] * 3 + [1.0] + [0.0] * 6])
+    rows = np.array([[0.1] * 9 + [0.1], [0.0] * 3 + [1.0] + [0.0] * 6], dtype=np.float32)
     first, second = chain.unbatch(rows)
     one_hot = [0.0] * 3 + [1.0] + [0.0] * 6
     assert second == Prediction(digit=3, confidence=1.0, probabilities=one_hot)
@@ -51,9 +50,9 @@ def test_encode_adds_the_model_input_only_when_asked(prepared):
 def test_predict_answers_what_the_network_answers_on_the_same_batch(classifier, heldout_digits):
     images, labels = heldout_digits
     digits = [normalise_digit(image) for image in images[:20]]
-    prepared = [PreparedDigit(tensor=to_model_input(d), image=d) for d in digits]
+    prepared = [PreparedDigit(model_input=to_model_input(d), image=d) for d in digits]
     predictions = Chain().predict(classifier, prepared)
-    expected = classifier.predict(torch.stack([p.tensor for p in prepared])).argmax(dim=1)
+    expected = classifier.predict(np.stack([p.model_input for p in prepared])).argmax(axis=1)
     assert [p.digit for p in predictions] == expected.tolist()
     assert np.mean([p.digit for p in predictions] == labels[:20]) >= 0.95
 

@@ -32,7 +32,7 @@ import folder_paths
 from imaging.errors import PreprocessError
 from imaging.normalise import PreparedDigit
 from model import DEFAULT_WEIGHTS, DigitClassifier
-from runtime.backends import BACKENDS, DEFAULT_BACKEND
+from runtime.backend_names import BACKENDS, DEFAULT_BACKEND
 from runtime.devices import DEFAULT_DEVICE, DEVICE_CHOICES
 from runtime.threads import limit_threads_in_worker
 from serving.chain import Chain

@@ -126,4 +126,4 @@ class AugmentedDigits(Dataset):
         entropy = np.random.SeedSequence([self.seed, self.epoch, index])
         generator = torch.Generator().manual_seed(int(entropy.generate_state(1, np.uint64)[0]))
         digit = augment_digit(self.images[index], generator, self.ranges)
-        return to_model_input(digit), self.labels[index]
+        return torch.from_numpy(to_model_input(digit)), self.labels[index]

@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 import folder_paths
 from imaging.normalise import normalise_digit, to_model_input
 from model import DEFAULT_WEIGHTS, DigitClassifier
-from runtime.backends import BACKENDS
+from runtime.backend_names import BACKENDS
 from training.data import default_subset, load_digits, split_subset
 
 Z_95 = 1.959964  # the standard normal quantile for a two-sided 95% interval
@@ -67,8 +66,8 @@ def measure(classifier: DigitClassifier, images: np.ndarray, labels: np.ndarray,
     correct = 0
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
-        batch = torch.stack([to_model_input(normalise_digit(image)) for image in chunk])
-        predictions = classifier.predict(batch).argmax(dim=1).numpy()
+        batch = np.stack([to_model_input(normalise_digit(image)) for image in chunk])
+        predictions = classifier.predict(batch).argmax(axis=1)
         correct += int((predictions == labels[start : start + batch_size]).sum())
     return Accuracy(correct, len(images))
 

@@ -29,14 +29,9 @@ from tqdm import tqdm
 
 import folder_paths
 from imaging.normalise import normalise_digit, to_model_input
-from model import (
-    ARCHITECTURES,
-    DATA_CREDIT,
-    DEFAULT_WEIGHTS,
-    build_network,
-    card_path,
-    save_weights,
-)
+from model import DATA_CREDIT, DEFAULT_WEIGHTS, card_path
+from network.architectures import ARCHITECTURES, build_network
+from network.weights import save_weights
 from runtime.devices import resolve_device
 from runtime.threads import limit_threads_in_worker
 from training.augment import AugmentationRanges, AugmentedDigits
@@ -51,7 +46,8 @@ from training.data import (
 
 def to_dataset(images: np.ndarray, labels: np.ndarray) -> TensorDataset:
     """Digits centred as uploads are, normalised, as a ``TensorDataset``."""
-    inputs = torch.stack([to_model_input(normalise_digit(image)) for image in images])
+    inputs = torch.from_numpy(np.stack([to_model_input(normalise_digit(image))
+                                        for image in images]))
     return TensorDataset(inputs, torch.from_numpy(labels))
 
 
@@ -140,7 +136,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> float:
     args = parse_args(argv)
-    device = resolve_device(args.device)
+    device = torch.device(resolve_device(args.device))
     seed_everything(args.seed, device)
     if args.mnist_root:
         train_split, val_split = load_torchvision_mnist(args.mnist_root)

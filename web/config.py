@@ -11,7 +11,7 @@ from flask import Flask
 
 from imaging.decode import DEFAULT_MAX_PIXELS
 from model import DEFAULT_WEIGHTS
-from runtime.backends import DEFAULT_BACKEND
+from runtime.backend_names import DEFAULT_BACKEND
 from runtime.devices import DEFAULT_DEVICE
 
 ENV_PREFIX = "DIGITS"  # every setting can be overridden by a DIGITS_<NAME> variable

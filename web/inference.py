@@ -12,12 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import torch
 from flask import Flask, current_app
 
 import folder_paths
 from model import DATA_CREDIT, DigitClassifier
-from runtime.threads import limit_threads
 from serving.chain import Chain
 from serving.reload import ModelSlot, SharedState
 from web.errors import error_body_of
@@ -26,7 +24,6 @@ from web.uploads import read_uploads
 
 def init_app(app: Flask) -> None:
     """Load the model with the app's settings and follow reloads before each request."""
-    limit_threads(int(app.config["TORCH_THREADS"]))
     app.extensions["model_slot"] = create_model_slot(app.config)
     app.extensions["chain"] = create_chain(app.config)
     app.before_request(follow_reloads)
@@ -96,7 +93,7 @@ def describe_model() -> dict[str, object]:
         "backend": classifier.backend,
         "accuracy": classifier.card.validation_accuracy,
         "device": str(classifier.device),
-        "threads": torch.get_num_threads(),
+        "threads": classifier.threads,
         "loaded_at": classifier.loaded_at.isoformat(),
         "data_credit": DATA_CREDIT,
     }
