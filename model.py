@@ -17,6 +17,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from imaging.normalise import INPUT_SHAPE
-from runtime.backend_names import check_backend_name
+from runtime.backend_names import ONNX_FILE_BACKENDS, check_backend_name
 from runtime.devices import DEFAULT_DEVICE, resolve_device
 from runtime.onnx_session import onnx_session, session_runner
 from runtime.threads import available_cores
@@ -35,6 +36,8 @@ from runtime.threads import available_cores
 DATA_CREDIT = "MNIST (Yann LeCun, Corinna Cortes, Christopher J.C. Burges), CC BY-SA 3.0"
 NUM_CLASSES = 10  # the digits 0-9; the network's output has one logit each
 DEFAULT_WEIGHTS = "model.pt"  # the weights file served and written unless told otherwise
+
+log = logging.getLogger(__name__)
 
 # What ``model`` offers from the torch side, loaded on first use (PEP 562).
 _TORCH_SIDE = {
@@ -67,6 +70,11 @@ def onnx_path(weights: Path) -> Path:
     return Path(weights).with_suffix(".onnx")
 
 
+def int8_path(weights: Path) -> Path:
+    """Its int8 quantized form (``model.pt`` -> ``model.int8.onnx``)."""
+    return Path(weights).with_suffix(".int8.onnx")
+
+
 @dataclass(frozen=True)
 class WeightsCard:
     """What ``save_weights`` records beside a weights file."""
@@ -76,6 +84,7 @@ class WeightsCard:
     validation_accuracy: float | None
     raw: dict
     onnx_sha256: str | None = None  # of the ONNX export beside the weights, when there is one
+    int8_sha256: str | None = None  # of its int8 quantized form, when there is one
 
     @classmethod
     def read(cls, weights: Path) -> WeightsCard:
@@ -88,6 +97,7 @@ class WeightsCard:
                 validation_accuracy=raw.get("validation_accuracy"),
                 raw=raw,
                 onnx_sha256=raw.get("onnx_sha256"),
+                int8_sha256=raw.get("onnx_int8_sha256"),
             )
         except FileNotFoundError:
             raise WeightsError(f"weights card {path} is missing; training writes it") from None
@@ -118,9 +128,10 @@ class DigitClassifier:
 
     Inputs are normalised float32 arrays shaped ``(N, *INPUT_SHAPE)`` as made by
     ``imaging``; outputs are ``(N, NUM_CLASSES)`` probabilities. ``backend``
-    picks how the network runs: ``onnx`` on the CPU runs the checked ONNX file
-    beside the weights with ONNX Runtime, without torch; the others (and
-    ``onnx`` where there is no such file, or on CUDA) load the ``state_dict``
+    picks how the network runs: ``onnx`` and ``onnx-int8`` on the CPU run the
+    checked ONNX file beside the weights (float, or int8 quantized) with ONNX
+    Runtime, without torch; the others (and those two where there is no such
+    file, or on CUDA) load the ``state_dict``
     into PyTorch (see ``runtime/backends.py``), falling back to eager mode
     where a backend cannot be built; ``backend`` tells which one is in use.
     ``threads`` is the CPU thread count (all cores if None).
@@ -138,16 +149,24 @@ class DigitClassifier:
         self.card = WeightsCard.read(self.weights)
         data = read_checked(self.weights, self.card.sha256, expected_sha256)
         self.backend = check_backend_name(backend)
+        if self.backend == "onnx-int8" and not self.card.int8_sha256:
+            log.warning("%s has no int8 form; serving its float ONNX export", self.weights.name)
+            self.backend = "onnx"
         self.network = None
-        if self.backend == "onnx" and self.device == "cpu" and self.card.onnx_sha256:
-            exported = read_checked(onnx_path(self.weights), self.card.onnx_sha256)
-            self.runner = session_runner(onnx_session(exported, self.threads))
+        exported = {"onnx": (onnx_path(self.weights), self.card.onnx_sha256),
+                    "onnx-int8": (int8_path(self.weights), self.card.int8_sha256)}
+        path, recorded = exported.get(self.backend, (None, None))
+        if path is not None and recorded and self.device == "cpu":
+            model = read_checked(path, recorded)
+            self.runner = session_runner(onnx_session(model, self.threads))
         else:
             from network.weights import load_network, torch_runner
 
             self.network = load_network(data, self.card.architecture, self.device,
                                         f"weights file {self.weights}")
-            self.runner, self.backend = torch_runner(self.network, self.backend, self.device,
+            # Without the files beside the weights, ONNX Runtime runs a fresh float export.
+            wanted = "onnx" if self.backend in ONNX_FILE_BACKENDS else self.backend
+            self.runner, self.backend = torch_runner(self.network, wanted, self.device,
                                                      threads or 0)
         self.loaded_at = datetime.now(UTC)
 

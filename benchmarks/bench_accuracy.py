@@ -34,6 +34,7 @@ from synthetic_uploads import UPLOAD_KINDS, make_upload  # noqa: E402
 import folder_paths  # noqa: E402
 from imaging.errors import PreprocessError  # noqa: E402
 from model import DEFAULT_WEIGHTS, DigitClassifier  # noqa: E402
+from runtime.backend_names import BACKENDS, DEFAULT_BACKEND  # noqa: E402
 from serving.chain import Chain  # noqa: E402
 
 FIXTURE = "fixtures/heldout_digits.npz"
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--per-kind", type=int, default=500, help="digits per kind (max 500)")
     parser.add_argument("--weights", default=DEFAULT_WEIGHTS)
+    parser.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
 
@@ -93,7 +95,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         images, labels = data["images"][::step][: args.per_kind], data["labels"][::step]
     labels = labels[: len(images)].astype(int)
     classifier = DigitClassifier(folder_paths.get_full_path("weights", args.weights), "cpu",
-                                 "onnx", threads=1)
+                                 args.backend, threads=1)
+    print(f"{args.weights}, backend {classifier.backend}")
     chain = Chain()
     results = {}
     print(f"{'kind':24s} {'right':>9s} {'accuracy':>9s} {'refused':>8s} "

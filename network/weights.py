@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from model import WeightsError, card_path, onnx_path
+from model import WeightsError, card_path, int8_path, onnx_path
 from network.architectures import build_network
 from runtime.backends import build_runner, build_runner_or_eager, export_onnx
 from runtime.files import file_sha256, write_atomically
@@ -19,12 +19,15 @@ from runtime.onnx_session import ArrayRunner
 from runtime.threads import limit_threads
 
 
-def save_weights(network: nn.Module, path: Path, card: dict) -> None:
-    """Save the ``state_dict``, its ONNX export and the JSON card recording both sha256s.
+def save_weights(network: nn.Module, path: Path, card: dict,
+                 calibration: np.ndarray | None = None) -> None:
+    """Save the ``state_dict``, its ONNX export and the JSON card recording their sha256s.
 
     The export is checked against the network's own logits before it is
-    written (``runtime.backends.check_runner``). Each file is written
-    atomically; the card last, so a reader never sees a card for files not yet there.
+    written (``runtime.backends.check_runner``). With ``calibration`` inputs
+    (training digits) its int8 form is written too (``runtime.quantize``).
+    Each file is written atomically; the card last, so a reader never sees a
+    card for files not yet there.
     """
     state = {name: tensor.detach().cpu() for name, tensor in network.state_dict().items()}
     on_cpu = build_network(card["architecture"])
@@ -40,6 +43,13 @@ def save_weights(network: nn.Module, path: Path, card: dict) -> None:
     write_atomically(exported, export_onnx(on_cpu))
     card = {**card, "weights": path.name, "sha256": file_sha256(path),
             "onnx": exported.name, "onnx_sha256": file_sha256(exported)}
+    if calibration is not None:
+        from runtime.quantize import quantize_int8
+
+        quantized = int8_path(path)
+        write_atomically(quantized, quantize_int8(export_onnx(on_cpu), calibration))
+        card.update(onnx_int8=quantized.name, onnx_int8_sha256=file_sha256(quantized),
+                    int8_calibration_digits=len(calibration))
     write_atomically(card_path(path), json.dumps(card, indent=2) + "\n")
 
 

@@ -17,7 +17,7 @@ from helpers import encode_image, paper_digit, running_gunicorn, upload
 
 import folder_paths
 from app import create_app
-from model import build_network, card_path, onnx_path, save_weights
+from model import build_network, card_path, int8_path, onnx_path, save_weights
 from runtime.files import file_sha256
 from serving.reload import ServedWeights, SharedState
 
@@ -28,7 +28,8 @@ def copy_weights(folder, name: str = "model.pt"):
     """The committed weights, their card and their ONNX export, copied into ``folder``."""
     target = folder / name
     for source, copy in ((WEIGHTS, target), (card_path(WEIGHTS), card_path(target)),
-                         (onnx_path(WEIGHTS), onnx_path(target))):
+                         (onnx_path(WEIGHTS), onnx_path(target)),
+                         (int8_path(WEIGHTS), int8_path(target))):
         shutil.copy(source, copy)
     return target
 

@@ -43,12 +43,21 @@ from training.data import (
     split_subset,
 )
 
+# The int8 form's activation ranges are measured on this many training digits.
+CALIBRATION_DIGITS = 200
+
 
 def to_dataset(images: np.ndarray, labels: np.ndarray) -> TensorDataset:
     """Digits centred as uploads are, normalised, as a ``TensorDataset``."""
     inputs = torch.from_numpy(np.stack([to_model_input(normalise_digit(image))
                                         for image in images]))
     return TensorDataset(inputs, torch.from_numpy(labels))
+
+
+def calibration_inputs(images: np.ndarray, count: int = CALIBRATION_DIGITS) -> np.ndarray:
+    """Training digits spread over all classes, centred as uploads are, for int8 calibration."""
+    step = max(1, len(images) // count)
+    return np.stack([to_model_input(normalise_digit(image)) for image in images[::step][:count]])
 
 
 def seed_everything(seed: int, device: torch.device) -> None:
@@ -185,7 +194,7 @@ def main(argv: list[str] | None = None) -> float:
         "validation_correct": correct,
         "command": shlex.join(["python", "-m", "training.train",
                                *(sys.argv[1:] if argv is None else argv)]),
-    })
+    }, calibration=calibration_inputs(train_images))
     minutes = (time.monotonic() - started) / 60
     print(f"wrote {out} and {card_path(out).name}: validation accuracy {accuracy:.2%} "
           f"({correct}/{len(val_images)}) after {minutes:.1f} minutes of training")
