@@ -29,6 +29,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 FIXTURE = REPO / "tests" / "fixtures" / "heldout_digits.npz"
 SYSTEMS = ("service", "plain", "floor", "torchserve", "litserve")
+# Several images in one request are measured for the service at this concurrency.
+BATCH_CONCURRENCY = 8
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,6 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="about 3 s per point and shorter in-process runs, to try it out")
     parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
     parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 8, 64])
+    parser.add_argument("--batch-parts", type=int, default=64,
+                        help="images in one request for the service's batch point (1: none)")
     parser.add_argument("--service-python", default=str(REPO / ".venv" / "bin" / "python"),
                         help="interpreter of the service's venv")
     parser.add_argument("--results", type=Path, default=BENCH_DIR / "results",
@@ -116,6 +120,7 @@ def benchmark_system(system: servers.System, uploads: list[Upload], args: argpar
         print(f"[{system.name}] ready in {summary['startup_s']} s on port {server.port}; "
               + "; ".join(f"{kind}: {text[:60]}" for kind, text in summary["answers"].items()),
               flush=True)
+        summary["memory_start"] = servers.memory(server)
         load.warm_up(server.predict_url, uploads[-1], min(2.0, args.seconds))
         for upload in uploads:
             for concurrency in args.concurrency:
@@ -125,6 +130,21 @@ def benchmark_system(system: servers.System, uploads: list[Upload], args: argpar
                 print(f"[{system.name}] {upload.kind:9s} c={concurrency:<3d} "
                       f"{point.requests_per_second:8.1f} req/s  p50 {point.p50_ms:7.2f} ms  "
                       f"p99 {point.p99_ms:7.2f} ms  errors {point.errors}", flush=True)
+        if (system.name == "service" and args.batch_parts > 1
+                and BATCH_CONCURRENCY in args.concurrency):
+            point = load.measure(system.name, server.predict_url, uploads[0], BATCH_CONCURRENCY,
+                                 args.seconds, parts=args.batch_parts)
+            points.append(point)
+            single = next(p for p in points if p.image == uploads[0].kind
+                          and p.concurrency == BATCH_CONCURRENCY)
+            images = point.requests_per_second * args.batch_parts
+            summary["batch"] = {"parts": args.batch_parts, "images_per_second": images,
+                                "single_images_per_second": single.requests_per_second,
+                                "ratio": images / max(single.requests_per_second, 1e-9)}
+            print(f"[{system.name}] {args.batch_parts} x {uploads[0].kind} a request, "
+                  f"c={BATCH_CONCURRENCY}: {images:,.0f} images/s against "
+                  f"{single.requests_per_second:,.0f} single-image requests/s "
+                  f"({summary['batch']['ratio']:.2f}x), errors {point.errors}", flush=True)
         summary["memory"] = servers.memory(server)
         summary["status"] = "ran"
     except servers.Skip as skip:

@@ -54,11 +54,14 @@ def wrk_threads(concurrency: int) -> int:
 
 
 def run_wrk(url: str, upload: Upload, concurrency: int, seconds: float,
-            timeout_s: float = 10.0) -> dict:
-    """Run wrk once and return the JSON line its ``done()`` hook printed."""
+            timeout_s: float = 10.0, parts: int = 1) -> dict:
+    """Run wrk once and return the JSON line its ``done()`` hook printed.
+
+    ``parts`` sends the upload that many times as ``file`` parts of each request.
+    """
     command = [wrk_path(), f"-t{wrk_threads(concurrency)}", f"-c{concurrency}",
                f"-d{max(1, round(seconds))}s", f"--timeout={timeout_s:g}s", "-s", str(LUA_SCRIPT),
-               url, "--", str(upload.path), upload.content_type]
+               url, "--", str(upload.path), upload.content_type, str(parts)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
     for line in reversed(done.stdout.splitlines()):
         if line.startswith("{"):
@@ -67,12 +70,14 @@ def run_wrk(url: str, upload: Upload, concurrency: int, seconds: float,
                        f"{done.stdout[-500:]} {done.stderr[-500:]}")
 
 
-def measure(system: str, url: str, upload: Upload, concurrency: int, seconds: float) -> Point:
-    """One point: wrk at ``concurrency`` connections for ``seconds``."""
-    raw = run_wrk(url, upload, concurrency, seconds)
+def measure(system: str, url: str, upload: Upload, concurrency: int, seconds: float,
+            parts: int = 1) -> Point:
+    """One point: wrk at ``concurrency`` connections for ``seconds``, ``parts`` images a request."""
+    raw = run_wrk(url, upload, concurrency, seconds, parts=parts)
     duration = raw["duration_us"] / 1e6
     socket_errors = raw["connect"] + raw["read"] + raw["write"] + raw["timeout"]
-    return Point(system=system, image=upload.kind, concurrency=concurrency,
+    image = upload.kind if parts == 1 else f"{upload.kind}x{parts}"
+    return Point(system=system, image=image, concurrency=concurrency,
                  seconds=round(duration, 2), requests=raw["requests"],
                  requests_per_second=round(raw["requests"] / duration, 1) if duration else 0.0,
                  p50_ms=raw["p50_us"] / 1e3, p90_ms=raw["p90_us"] / 1e3,

@@ -1,7 +1,9 @@
 -- wrk script: POST one image file as the multipart form field "file", count
 -- non-2xx answers, and print one JSON line of results when the run is done.
 --
---   wrk -t1 -c8 -d15s -s post_file.lua http://127.0.0.1:PORT/predict -- IMAGE_PATH CONTENT_TYPE
+--   wrk -t1 -c8 -d15s -s post_file.lua http://127.0.0.1:PORT/predict -- IMAGE_PATH CONTENT_TYPE [PARTS]
+--
+-- PARTS (default 1) sends the image that many times, as that many "file" parts of one request.
 
 local boundary = "wrk-bench-boundary-5f0c2a7e91d34b68"
 local threads = {}
@@ -20,14 +22,15 @@ end
 function init(args)
   local path = args[1]
   local content_type = args[2] or "application/octet-stream"
+  local parts = tonumber(args[3] or "1")
   local name = path:match("([^/]+)$")
-  wrk.method = "POST"
-  wrk.headers["Content-Type"] = "multipart/form-data; boundary=" .. boundary
-  wrk.body = "--" .. boundary .. "\r\n"
+  local part = "--" .. boundary .. "\r\n"
     .. 'Content-Disposition: form-data; name="file"; filename="' .. name .. '"\r\n'
     .. "Content-Type: " .. content_type .. "\r\n\r\n"
     .. read_file(path) .. "\r\n"
-    .. "--" .. boundary .. "--\r\n"
+  wrk.method = "POST"
+  wrk.headers["Content-Type"] = "multipart/form-data; boundary=" .. boundary
+  wrk.body = string.rep(part, parts) .. "--" .. boundary .. "--\r\n"
   non_2xx = 0
 end
 

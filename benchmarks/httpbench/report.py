@@ -8,7 +8,9 @@ from pathlib import Path
 from .load import Point
 
 CHART_CONCURRENCY = 8
-MEMORY_TITLE = "memory of every server process after its last point (photo640 at c=64)"
+MEMORY_TITLE = ("seconds from start to the first answered upload, and memory of every server "
+                "process after its last point (photo640 at c=64), with its growth since the "
+                "first point")
 
 
 def report_memory_title() -> str:
@@ -46,9 +48,10 @@ def point_rows(points: list[Point]) -> list[list[str]]:
 
 POINT_HEADER = ["system", "image", "c", "req/s", "p50 ms", "p99 ms", "errors", "vs plain",
                 "vs floor"]
-MEMORY_HEADER = ["system", "processes", "RSS sum MiB", "PSS sum MiB", "RSS per process MiB"]
+MEMORY_HEADER = ["system", "ready s", "processes", "RSS sum MiB", "PSS sum MiB",
+                 "RSS growth", "RSS per process MiB"]
 NUMERIC = {"c", "req/s", "p50 ms", "p99 ms", "errors", "vs plain", "vs floor", "processes",
-           "RSS sum MiB", "PSS sum MiB"}
+           "RSS sum MiB", "PSS sum MiB", "ready s", "RSS growth"}
 
 
 def memory_rows(systems: list[dict]) -> list[list[str]]:
@@ -59,8 +62,11 @@ def memory_rows(systems: list[dict]) -> list[list[str]]:
         if not memory:
             continue
         each = ", ".join(f"{p['label']} {p['rss_mib']:.0f}" for p in memory["processes"])
-        rows.append([system["name"], str(len(memory["processes"])),
-                     f"{memory['rss_sum_mib']:.0f}", f"{memory['pss_sum_mib']:.0f}", each])
+        start = system.get("memory_start") or memory
+        growth = memory["rss_sum_mib"] / start["rss_sum_mib"] - 1 if start["rss_sum_mib"] else 0
+        rows.append([system["name"], f"{system.get('startup_s', 0):.1f}",
+                     str(len(memory["processes"])), f"{memory['rss_sum_mib']:.0f}",
+                     f"{memory['pss_sum_mib']:.0f}", f"{growth:+.1%}", each])
     return rows
 
 

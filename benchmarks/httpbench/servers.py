@@ -293,7 +293,7 @@ def wait_ready(server: Server, probe: Upload) -> None:
             status, text = post_upload(server.predict_url, probe)
             if status == 200:
                 return
-        time.sleep(0.5)
+        time.sleep(0.1)
     raise Skip(f"not ready within {server.system.startup_seconds:.0f} s (last answer {status}: "
                f"{text[:200]}):\n{log_tail(server)}")
 
