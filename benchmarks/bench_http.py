@@ -120,8 +120,8 @@ def benchmark_system(system: servers.System, uploads: list[Upload], args: argpar
         print(f"[{system.name}] ready in {summary['startup_s']} s on port {server.port}; "
               + "; ".join(f"{kind}: {text[:60]}" for kind, text in summary["answers"].items()),
               flush=True)
-        summary["memory_start"] = servers.memory(server)
         load.warm_up(server.predict_url, uploads[-1], min(2.0, args.seconds))
+        summary["memory_start"] = servers.memory(server)
         for upload in uploads:
             for concurrency in args.concurrency:
                 point = load.measure(system.name, server.predict_url, upload, concurrency,

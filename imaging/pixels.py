@@ -39,9 +39,10 @@ def to_grayscale(image: Image.Image) -> np.ndarray:
     if image.mode in HIGH_BIT_MODES:
         return high_bit_to_8_bit(image)
     if has_transparency(image):
-        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32)
-        alpha = rgba[..., 3] / 255.0
-        luma = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        rgba = image.convert("RGBA")
+        # Pillow's own luma (ITU-R 601, the weights of convert("L")) of the colour channels.
+        luma = np.asarray(rgba.convert("L"), dtype=np.float32)
+        alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) * np.float32(1.0 / 255.0)
         coverage = float(alpha.sum())
         if coverage == 0.0:
             return np.zeros(alpha.shape, dtype=np.float32)
