@@ -43,6 +43,8 @@ INK_FLOOR = 0.2
 OUTLIER_SIGMAS = 3.0
 # A median absolute deviation times this is the standard deviation of Gaussian noise.
 MAD_TO_SIGMA = 1.4826
+# How far the 5th and 25th percentiles of a Gaussian lie below its mean, in deviations.
+GAUSS_Q5, GAUSS_Q25 = 1.6449, 0.6745
 # Paper is taken as flat when at least this share of the pixels hold exactly one
 # level, as in canvas exports, scans cleaned to pure white and MNIST-style files.
 UNIFORM_PAPER_SHARE = 0.5
@@ -160,17 +162,14 @@ def isolate_ink(flat: np.ndarray) -> np.ndarray:
     """Only the ink, scaled so the strongest is 255; raises ``NoDigitError`` when there is none.
 
     The paper's level and its grain and noise are measured on a 3x3-smoothed
-    copy (median and median absolute deviation). The strongest ink must stand
-    ``MIN_INK_CONTRAST`` and ``MIN_INK_TO_NOISE`` times the noise above the
-    paper; pixels no further above it than ``NOISE_SIGMAS`` times the noise, or
-    than ``INK_FLOOR`` of the strongest ink, are paper.
+    copy, from its darker side only (``paper_level_and_noise``), so that a
+    digit covering most of the picture does not pass for paper. The strongest
+    ink must stand ``MIN_INK_CONTRAST`` and ``MIN_INK_TO_NOISE`` times the
+    noise above the paper; pixels no further above it than ``NOISE_SIGMAS``
+    times the noise, or than ``INK_FLOOR`` of the strongest ink, are paper.
     """
     smooth = mean3x3(flat)
-    if np.count_nonzero(smooth) < smooth.size / 2:
-        paper = noise = 0.0  # both medians, without sorting: most of the image is exactly 0
-    else:
-        paper = float(np.median(smooth))
-        noise = MAD_TO_SIGMA * float(np.median(np.abs(smooth - paper)))
+    paper, noise = paper_level_and_noise(smooth)
     peak = float(smooth.max()) - paper
     if peak < MIN_INK_CONTRAST or peak < MIN_INK_TO_NOISE * noise:
         raise NoDigitError("no digit was found in the image")
@@ -178,6 +177,22 @@ def isolate_ink(flat: np.ndarray) -> np.ndarray:
     ink = np.clip((flat - paper) * (255.0 / peak), 0.0, 255.0)
     ink[smooth <= cut] = 0.0
     return ink
+
+
+def paper_level_and_noise(smooth: np.ndarray) -> tuple[float, float]:
+    """The paper's level and noise in a smoothed ink map, read from its darkest quarter.
+
+    Ink is the bright side, so the darker pixels are paper as long as paper
+    covers a quarter of the picture. For paper with Gaussian noise of
+    deviation s around a level m, the 5th and 25th percentiles lie 1.645 s
+    and 0.674 s below m; the two give back m and s. A median over all pixels
+    would stand on the ink of a digit that fills the frame.
+    """
+    if np.count_nonzero(smooth) < smooth.size / 20:
+        return 0.0, 0.0  # the darkest quarter is exactly 0: flat paper, without sorting
+    low, quarter = (float(v) for v in np.percentile(smooth, [5, 25]))
+    noise = (quarter - low) / (GAUSS_Q25 - GAUSS_Q5)
+    return quarter + GAUSS_Q25 * noise, noise
 
 
 def mean3x3(values: np.ndarray) -> np.ndarray:
