@@ -22,6 +22,7 @@ from flask import Blueprint, jsonify
 import folder_paths
 from model import NUM_CLASSES
 from runtime.backends import BACKENDS
+from web.docs import SWAGGER_UI_FILES
 from web.errors import ERROR_CODES
 from web.uploads import UPLOAD_FIELD
 
@@ -68,6 +69,11 @@ def html_answers(*codes: str) -> dict[str, dict[str, Any]]:
                       "content": {HTML: {"schema": {"type": "string"}}}}
         for status, status_codes in sorted(by_status.items())
     }
+
+
+def swagger_ui_files() -> list[str]:
+    """The names of the files ``/docs/assets/`` serves."""
+    return sorted(entry.name for entry in SWAGGER_UI_FILES.iterdir() if entry.is_file())
 
 
 # What the upload endpoints can refuse an upload with.
@@ -221,9 +227,10 @@ PATHS: dict[str, dict[str, Any]] = {
         "security": OPTIONAL_KEY,
         "requestBody": {"required": False, "content": {JSON: {"schema": {
             "type": "object",
-            "properties": {"weights": {"type": "string",
-                                       "description": "file name inside weights/; default:"
-                                                      " the file served now, read again"}}}}}},
+            "properties": {"weights": {"type": ["string", "null"],
+                                       "description": "file name inside weights/; absent or"
+                                                      " null: the file served now, read"
+                                                      " again"}}}}}},
         "responses": {"200": json_answer("the new model serves", ref("Reloaded")),
                       **error_answers("bad_request", "forbidden", "invalid_weights",
                                       "internal_error")},
@@ -240,7 +247,7 @@ PATHS: dict[str, dict[str, Any]] = {
     "/docs/assets/{filename}": {"get": {
         "summary": "Swagger UI's scripts, style sheets and icons", "operationId": "docsAsset",
         "parameters": [{"name": "filename", "in": "path", "required": True,
-                        "schema": {"type": "string"}}],
+                        "schema": {"type": "string", "enum": swagger_ui_files()}}],
         "responses": {"200": {"description": "the file",
                               "content": {"*/*": {"schema": {"type": "string",
                                                              "format": "binary"}}}},

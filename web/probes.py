@@ -1,7 +1,7 @@
 """Probes for orchestrators and load balancers: liveness and readiness. They never need a key.
 
     GET /healthz   the process is alive (``/health`` is the same)
-    GET /readyz    the model is loaded, warmed and answers a dummy batch; else 503 not_ready
+    GET /readyz    the model is loaded, warmed and runs a dummy batch; else 503 not_ready
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 
 from web.errors import ApiError
-from web.inference import warm_up
+from web.inference import get_slot, warm_up
 
 bp = Blueprint("probes", __name__)
 
@@ -23,11 +23,12 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Readiness: a model is in the slot and runs a dummy batch through the infer stage."""
-    slot = current_app.extensions.get("model_slot")
-    if slot is None:
-        raise ApiError("not_ready", "no model is loaded yet")
-    weights, classifier = slot.served
+    """Readiness: the model serving runs a dummy batch through the infer stage.
+
+    A worker answers no request before its model is loaded and warmed (``init_app``
+    does both before the app exists), so this checks that it still can serve.
+    """
+    weights, classifier = get_slot().served
     try:
         warm_up(classifier)
     except Exception as error:
