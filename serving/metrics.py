@@ -84,7 +84,7 @@ def _observe_batch(inputs: Any) -> None:
 
 def _observe_predictions(predictions: Any) -> None:
     for prediction in predictions:
-        PREDICTIONS.labels(digit=str(prediction.digit)).inc()
+        PREDICTIONS.labels(str(prediction.digit)).inc()
 
 
 # What a stage's result tells, read as it passes through the wrapper.

