@@ -12,8 +12,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from imaging.errors import NotAnImageError
-from serving.chain import STAGES, Chain
-from serving.metrics import timed_stage
+from serving.chain import Chain
+from serving.metrics import TIMED_STAGES, timed_stage
 
 
 def scrape(text: str) -> dict[tuple[str, frozenset], float]:
@@ -47,7 +47,7 @@ def test_a_prediction_is_counted_timed_and_its_digit_recorded(client, heldout_di
         before, "digits_predictions_total", digit=digit) + 1
     assert value(after, "digits_http_request_duration_seconds_count", endpoint="/predict") == \
         value(before, "digits_http_request_duration_seconds_count", endpoint="/predict") + 1
-    for stage in STAGES:
+    for stage in TIMED_STAGES:
         assert value(after, "digits_stage_duration_seconds_count", stage=stage) == value(
             before, "digits_stage_duration_seconds_count", stage=stage) + 1, stage
     assert value(after, "digits_batch_size_sum") == value(before, "digits_batch_size_sum") + 1
@@ -65,6 +65,13 @@ def test_rejected_uploads_are_counted_by_code(client):
             before, "digits_rejected_uploads_total", code=code) + 1
     # A failed upload reaches decode but no further: no batch, no prediction.
     assert value(after, "digits_batch_size_count") == value(before, "digits_batch_size_count")
+
+
+def test_odd_methods_share_one_label(client):
+    client.open("/nowhere", method="BREW")
+    assert value(read(client), "digits_http_requests_total", endpoint="unmatched",
+                 method="other", status="404") >= 1
+    assert not any(labels and ("method", "BREW") in labels for _, labels in read(client))
 
 
 def test_every_digit_is_listed_before_any_is_predicted(client):

@@ -94,22 +94,25 @@ def log_request(response: Response) -> Response:
 
 def log_line(response: Response) -> dict[str, object]:
     """What the log says about this request."""
+    # The objects behind the proxies, looked up once rather than on every attribute.
+    noted = vars(g._get_current_object())
+    current = request._get_current_object()
     line: dict[str, object] = {
         "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-        "request_id": g.request_id,
-        "method": request.method,
-        "path": request.path,
+        "request_id": noted["request_id"],
+        "method": current.method,
+        "path": current.path,
         "status": response.status_code,
-        "latency_ms": round((time.perf_counter() - g.request_started) * 1000, 3),
-        "body_bytes": request.content_length or 0,
+        "latency_ms": round((time.perf_counter() - noted["request_started"]) * 1000, 3),
+        "body_bytes": current.content_length or 0,
     }
-    api_error = g.get("api_error")
+    api_error = noted.get("api_error")
     if api_error is not None:
         line["error"] = api_error.code
-    if "image_sizes" in g:
-        line["image_sizes"] = g.image_sizes
-    if "predictions" in g:
-        line["predictions"] = g.predictions
+    if "image_sizes" in noted:
+        line["image_sizes"] = noted["image_sizes"]
+    if "predictions" in noted:
+        line["predictions"] = noted["predictions"]
     return line
 
 
