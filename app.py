@@ -19,7 +19,20 @@ from flask import Flask
 
 import folder_paths
 from model import WeightsError
-from web import admin, api, config, errors, inference, page
+from web import (
+    admin,
+    api,
+    config,
+    cors,
+    docs,
+    errors,
+    inference,
+    metrics,
+    openapi,
+    page,
+    probes,
+    request_log,
+)
 from web.uploads import InMemoryRequest
 
 
@@ -33,10 +46,17 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.request_class = InMemoryRequest
     config.init_app(app, test_config)
     errors.init_app(app)
+    request_log.init_app(app)
+    metrics.init_app(app)
+    cors.init_app(app)
     inference.init_app(app)
     app.register_blueprint(page.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(probes.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(metrics.bp)
+    app.register_blueprint(openapi.bp)
+    app.register_blueprint(docs.bp)
     return app
 
 

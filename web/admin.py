@@ -44,8 +44,10 @@ def reload_model():
     The new model is checked beside the old one and swapped in only if it
     passes; every worker of this server follows. A bad file keeps the old model.
     """
-    body = request.get_json(silent=True) or {}
-    weights = body.get("weights") if isinstance(body, dict) else None
+    body = request.get_json(silent=True) if request.get_data() else {}
+    if not isinstance(body, dict):
+        raise ApiError("bad_request", 'the body must be a JSON object, {"weights": "name.pt"}')
+    weights = body.get("weights")
     if weights is not None and not isinstance(weights, str):
         raise ApiError("bad_request", "'weights' must be a file name inside weights/")
     slot = get_slot()

@@ -1,4 +1,4 @@
-"""The JSON API: predictions, what model is served, and a liveness check."""
+"""The JSON API: predictions and what model is served."""
 
 from __future__ import annotations
 
@@ -23,9 +23,3 @@ def predict():
 def model_info():
     """What model this process serves."""
     return jsonify(describe_model())
-
-
-@bp.get("/health")
-def health():
-    """Liveness check for load balancers and tests."""
-    return jsonify({"status": "ok"})

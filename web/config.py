@@ -30,6 +30,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "TORCH_THREADS": 0,  # torch threads per process; 0 keeps torch's default
     "ADMIN_KEY": "",  # empty: /admin/ answers loopback clients only
     "STATE_DIR": "",  # folder shared by one server's workers; empty: reloads stay in-process
+    "METRICS_ACCESS": "loopback",  # who may read /metrics: loopback, open or key
+    "METRICS_KEY": "",  # with METRICS_ACCESS=key, the bearer token /metrics needs
+    "CORS_ORIGINS": "",  # origins whose pages may call the API, comma-separated; none by default
 }
 TRUE_WORDS = ("1", "true", "yes", "on")
 

@@ -9,7 +9,7 @@ Every error a client can get looks like::
 
 from __future__ import annotations
 
-from flask import Flask, current_app, jsonify, request
+from flask import Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from imaging.errors import PreprocessError
@@ -28,6 +28,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "no_digit_found": (422, "the image holds no ink that could be a digit"),
     "invalid_weights": (422, "the new weights are missing, corrupt or do not match their card;"
                              " the old model keeps serving"),
+    "not_ready": (503, "the model is not loaded and warmed yet, or cannot serve now"),
     "internal_error": (500, "the server failed; the error was logged"),
 }
 
@@ -100,15 +101,19 @@ def discard_request_body(limit: int = MAX_DISCARDED_BODY) -> None:
 def answer_error(error: Exception) -> ApiError:
     """The ``ApiError`` to answer ``error`` with, once the work every error answer needs is done.
 
-    A server failure is logged (to the server log only). A body refused as too
-    large was never read, so it is read and dropped now; a body already read
-    is left alone, since reading past its end would wait for bytes that never come.
+    A server failure is logged (to the server log only) with the request's id;
+    an error a view raised on purpose (``not_ready``) is not. A body refused as
+    too large was never read, so it is read and dropped now; a body already read
+    is left alone, since reading past its end would wait for bytes that never
+    come. The answer is kept in ``g.api_error`` for the request's metrics and log.
     """
     api_error = api_error_from(error)
+    g.api_error = api_error
     if isinstance(error, RequestEntityTooLarge):
         discard_request_body()
-    if api_error.status >= 500:
-        current_app.logger.exception("unhandled error", exc_info=error)
+    if api_error.status >= 500 and not isinstance(error, ApiError):
+        current_app.logger.exception("unhandled error in request %s", g.get("request_id", "-"),
+                                     exc_info=error)
     return api_error
 
 
@@ -117,4 +122,8 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def handle_any(error: Exception):
-        return error_response(answer_error(error))
+        response = error_response(answer_error(error))
+        if isinstance(error, HTTPException) and error.code == 405:
+            # A 405 names the methods the endpoint does take (RFC 9110).
+            response.headers["Allow"] = dict(error.get_headers()).get("Allow", "")
+        return response

@@ -4,19 +4,28 @@ request's upload through them.
 ``init_app`` loads the configured model once for the process (after gunicorn
 forks, since each worker builds its own app) and, before every request,
 follows a reload that another worker of the server recorded. Views reach both
-through ``get_slot`` and ``get_chain``.
+through ``get_slot`` and ``get_chain``. Every model is warmed with a dummy
+batch through the chain's infer stage before it serves, and every load is
+timed and counted. Parts that wrap the chain's stages from outside (metrics,
+the request log) list their wrappers in ``app.extensions["stage_wrappers"]``
+before ``init_app`` runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from flask import Flask, current_app
 
 import folder_paths
+from imaging.normalise import INPUT_SHAPE
 from model import DATA_CREDIT, DigitClassifier
-from serving.chain import Chain
+from serving import chain as stages
+from serving.chain import Chain, StageWrapper
+from serving.metrics import record_model_load
 from serving.reload import ModelSlot, SharedState
 from web.errors import error_body_of
 from web.uploads import read_uploads
@@ -25,14 +34,16 @@ from web.uploads import read_uploads
 def init_app(app: Flask) -> None:
     """Load the model with the app's settings and follow reloads before each request."""
     app.extensions["model_slot"] = create_model_slot(app.config)
-    app.extensions["chain"] = create_chain(app.config)
+    wrap = combined(app.extensions.get("stage_wrappers", []))
+    app.extensions["chain"] = create_chain(app.config, wrap)
     app.before_request(follow_reloads)
 
 
-def create_chain(config: Mapping[str, Any]) -> Chain:
-    """The request chain with the configured limits, dynamically batching if configured."""
+def create_chain(config: Mapping[str, Any], wrap: StageWrapper) -> Chain:
+    """The request chain with the configured limits and ``wrap`` around every stage,
+    dynamically batching if configured."""
     delay = float(config["BATCH_MAX_DELAY_MS"]) / 1000 if config["DYNAMIC_BATCHING"] else None
-    return Chain(int(config["MAX_IMAGE_PIXELS"]), batch_delay=delay,
+    return Chain(int(config["MAX_IMAGE_PIXELS"]), wrap=wrap, batch_delay=delay,
                  max_batch=int(config["BATCH_MAX_SIZE"]))
 
 
@@ -41,12 +52,41 @@ def create_model_slot(config: Mapping[str, Any]) -> ModelSlot:
     device, backend = config["DEVICE"], config["BACKEND"]
     threads = int(config["TORCH_THREADS"]) or None
 
+    loaded_once = False
+
     def load(weights: str, expected_sha256: str | None) -> DigitClassifier:
-        path = folder_paths.get_full_path("weights", weights)
-        return DigitClassifier(path, device, backend, threads, expected_sha256)
+        nonlocal loaded_once
+        kind = "reload" if loaded_once else "load"
+        started = time.perf_counter()
+        try:
+            path = folder_paths.get_full_path("weights", weights)
+            classifier = DigitClassifier(path, device, backend, threads, expected_sha256)
+            warm_up(classifier)
+        except Exception:
+            record_model_load(kind, False, time.perf_counter() - started)
+            raise
+        record_model_load(kind, True, time.perf_counter() - started)
+        loaded_once = True
+        return classifier
 
     state = SharedState(config["STATE_DIR"]) if config["STATE_DIR"] else None
     return ModelSlot(load, config["WEIGHTS"], state)
+
+
+def warm_up(classifier: DigitClassifier) -> None:
+    """One dummy batch through the chain's infer stage, so the first request pays no set-up."""
+    stages.infer(classifier, np.zeros((1, *INPUT_SHAPE), dtype=np.float32))
+
+
+def combined(wrappers: Sequence[StageWrapper]) -> StageWrapper:
+    """One ``StageWrapper`` applying ``wrappers`` in order (the first is innermost)."""
+
+    def wrap(name: str, stage: Callable[..., Any]) -> Callable[..., Any]:
+        for wrapper in wrappers:
+            stage = wrapper(name, stage)
+        return stage
+
+    return wrap
 
 
 def get_slot() -> ModelSlot:

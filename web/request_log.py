@@ -1,0 +1,143 @@
+"""Request ids and one JSON log line per request.
+
+Every request gets an id: the client's ``X-Request-ID`` when it is a sane
+token (``REQUEST_ID_PATTERN``), otherwise a fresh uuid4 in hex. It is sent
+back as ``X-Request-ID`` on every answer, error answers included, and error
+logs name it. Once a request is answered, one line of JSON goes to the
+``digits.access`` logger::
+
+    {"time": "...", "request_id": "...", "method": "POST", "path": "/predict",
+     "status": 200, "latency_ms": 4.21, "body_bytes": 812,
+     "image_sizes": [[160, 160]], "predictions": [7]}
+
+``error`` (the error code) is added to error answers; ``image_sizes`` (width
+and height of each decoded upload) and ``predictions`` appear when the
+request got that far. The upload's bytes, the query string and any header
+(keys included) are never logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask, Response, g, has_request_context, request
+
+ACCESS_LOGGER = "digits.access"
+REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+log = logging.getLogger(ACCESS_LOGGER)
+# One encoder for every line: json.dumps with options builds a new one each call.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def init_app(app: Flask) -> None:
+    """Give every request an id, answer with it, and log each request as one JSON line."""
+    if not log.handlers:
+        # The lines are the message alone, for log shippers to parse, apart from the
+        # server's own log.
+        handler = StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+    app.before_request(assign_request_id)
+    app.after_request(log_request)
+    app.extensions.setdefault("stage_wrappers", []).append(noting_stage)
+
+
+class StderrHandler(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is when a line is logged (a test may have replaced it)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _stream) -> None:
+        pass
+
+
+def request_id_from(header: str | None) -> str:
+    """The client's request id when it is a sane token, else a new one."""
+    if header and REQUEST_ID_PATTERN.fullmatch(header):
+        return header
+    return uuid.uuid4().hex
+
+
+def assign_request_id() -> None:
+    g.request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+    g.request_started = time.perf_counter()
+
+
+def log_request(response: Response) -> Response:
+    """Send the id back and write the request's log line (error answers too)."""
+    request_id = g.get("request_id")
+    if request_id is None:
+        return response
+    response.headers[REQUEST_ID_HEADER] = request_id
+    if log.isEnabledFor(logging.INFO):
+        # A record made directly: the line needs no caller's file and line, which
+        # logging.info would find by walking the stack on every request.
+        line = _encode(log_line(response))
+        log.handle(log.makeRecord(ACCESS_LOGGER, logging.INFO, __name__, 0, line, None, None))
+    return response
+
+
+def log_line(response: Response) -> dict[str, object]:
+    """What the log says about this request."""
+    # The objects behind the proxies, looked up once rather than on every attribute.
+    noted = vars(g._get_current_object())
+    current = request._get_current_object()
+    line: dict[str, object] = {
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "request_id": noted["request_id"],
+        "method": current.method,
+        "path": current.path,
+        "status": response.status_code,
+        "latency_ms": round((time.perf_counter() - noted["request_started"]) * 1000, 3),
+        "body_bytes": current.content_length or 0,
+    }
+    api_error = noted.get("api_error")
+    if api_error is not None:
+        line["error"] = api_error.code
+    if "image_sizes" in noted:
+        line["image_sizes"] = noted["image_sizes"]
+    if "predictions" in noted:
+        line["predictions"] = noted["predictions"]
+    return line
+
+
+def _note_image(image: Any) -> None:
+    g.setdefault("image_sizes", []).append(list(image.size))
+
+
+def _note_predictions(predictions: Any) -> None:
+    g.setdefault("predictions", []).extend(prediction.digit for prediction in predictions)
+
+
+# What the log line takes from a stage's result.
+_NOTES: dict[str, Callable[[Any], None]] = {"decode": _note_image, "unbatch": _note_predictions}
+
+
+def noting_stage(name: str, stage: Callable[..., Any]) -> Callable[..., Any]:
+    """A ``StageWrapper`` noting, for the log line, what the decode and unbatch stages give."""
+    note = _NOTES.get(name)
+    if note is None:
+        return stage
+
+    def noted(*args: Any, **kwargs: Any) -> Any:
+        result = stage(*args, **kwargs)
+        if has_request_context():
+            note(result)
+        return result
+
+    return noted
