@@ -21,7 +21,7 @@ from flask import Blueprint, jsonify
 
 import folder_paths
 from model import NUM_CLASSES
-from runtime.backends import BACKENDS
+from runtime.backend_names import BACKENDS
 from web.docs import SWAGGER_UI_FILES
 from web.errors import ERROR_CODES
 from web.uploads import UPLOAD_FIELD
