@@ -8,6 +8,10 @@ import os
 import shutil
 import tempfile
 
+from gunicorn import util
+
+from web.errors import raw_error_response
+
 _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 bind = os.environ.get("DIGITS_BIND", "127.0.0.1:8000")
@@ -23,6 +27,16 @@ accesslog = "-"
 errorlog = "-"
 # Heartbeat files in memory rather than on a possibly slow disk.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+
+def write_json_error(sock, status_int, reason, mesg):
+    """gunicorn's answer to a request it cannot parse, in the service's JSON error shape."""
+    util.write_nonblock(sock, raw_error_response(status_int, mesg))
+
+
+# gunicorn answers malformed requests (a bad Content-Length, a broken chunk) itself, in
+# HTML, through this one function; clients of a JSON API get the JSON error shape instead.
+util.write_error = write_json_error
 
 
 def on_starting(server):

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from imaging.decode import DEFAULT_MAX_PIXELS, decode_upload
+from imaging.decode import DEFAULT_LIMITS, DEFAULT_MAX_PIXELS, DecodeLimits, decode_upload
 from imaging.errors import PreprocessError
 from imaging.normalise import PreparedDigit
 from imaging.preprocess import preprocess_image
@@ -104,10 +104,11 @@ class Chain:
     """The stages in order, each wrapped once by ``wrap``, with the limits they need."""
 
     def __init__(self, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 wrap: StageWrapper = unwrapped) -> None:
+                 wrap: StageWrapper = unwrapped, limits: DecodeLimits = DEFAULT_LIMITS) -> None:
         if max_pixels <= 0:
             raise ValueError(f"max_pixels must be a positive pixel count, not {max_pixels}")
         self.max_pixels = max_pixels
+        self.limits = limits
         self.decode = wrap("decode", decode_upload)
         self.preprocess = wrap("preprocess", preprocess_image)
         self.batch = wrap("batch", batch)
@@ -117,7 +118,7 @@ class Chain:
 
     def prepare(self, data: bytes) -> PreparedDigit:
         """decode -> preprocess for one upload; raises its ``PreprocessError``."""
-        return self.preprocess(self.decode(data, self.max_pixels))
+        return self.preprocess(self.decode(data, self.max_pixels, self.limits))
 
     def predict(self, classifier: DigitClassifier,
                 prepared: Sequence[PreparedDigit]) -> list[Prediction]:

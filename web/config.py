@@ -9,7 +9,13 @@ from typing import Any
 
 from flask import Flask
 
-from imaging.decode import DEFAULT_MAX_PIXELS
+from imaging.decode import (
+    DEFAULT_FORMATS,
+    DEFAULT_MAX_DECODED_BYTES,
+    DEFAULT_MAX_HEIGHT,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_WIDTH,
+)
 from model import DEFAULT_WEIGHTS
 from runtime.backends import DEFAULT_BACKEND
 from runtime.devices import DEFAULT_DEVICE
@@ -21,6 +27,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "BACKEND": DEFAULT_BACKEND,  # eager, onnx, torchscript or compile
     "MAX_CONTENT_LENGTH": 10 * 1024 * 1024,  # largest accepted request body, bytes
     "MAX_IMAGE_PIXELS": DEFAULT_MAX_PIXELS,  # largest accepted image, width x height
+    "MAX_IMAGE_WIDTH": DEFAULT_MAX_WIDTH,  # widest accepted image, pixels
+    "MAX_IMAGE_HEIGHT": DEFAULT_MAX_HEIGHT,  # tallest accepted image, pixels
+    "MAX_DECODED_BYTES": DEFAULT_MAX_DECODED_BYTES,  # memory one image's decoding may take
+    "IMAGE_FORMATS": ",".join(DEFAULT_FORMATS),  # the only formats decoded, comma-separated
     "TORCH_THREADS": 0,  # torch threads per process; 0 keeps torch's default
     "ADMIN_KEY": "",  # empty: /admin/ answers loopback clients only
     "STATE_DIR": "",  # folder shared by one server's workers; empty: reloads stay in-process

@@ -9,9 +9,14 @@ Every error a client can get looks like::
 
 from __future__ import annotations
 
+import json
+import os
+from http import HTTPStatus
+
 from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+import folder_paths
 from imaging.errors import PreprocessError
 
 ERROR_CODES: dict[str, tuple[int, str]] = {
@@ -54,8 +59,17 @@ def error_body(status: int, code: str, message: str) -> dict:
     return {"error": {"status": status, "code": code, "message": message}}
 
 
+def relative_paths(message: str) -> str:
+    """``message`` with the service's own folder cut from every path in it.
+
+    A client learns a file's name inside the service (``weights/x.json``),
+    never where the service is installed; the server log keeps the full text.
+    """
+    return message.replace(f"{folder_paths.base_path()}{os.sep}", "")
+
+
 def error_response(error: ApiError):
-    response = jsonify(error_body(error.status, error.code, error.message))
+    response = jsonify(error_body(error.status, error.code, relative_paths(error.message)))
     response.status_code = error.status
     return response
 
@@ -73,6 +87,20 @@ def api_error_from(error: Exception) -> ApiError:
         api_error.status = error.code or 500
         return api_error
     return ApiError("internal_error")
+
+
+def raw_error_response(status: int, message: str) -> bytes:
+    """A whole HTTP/1.1 answer in the JSON error shape, for a server writing to a socket.
+
+    gunicorn answers requests it cannot parse (a bad Content-Length, a broken
+    chunk) before the app sees them; ``gunicorn.conf.py`` has it write this.
+    """
+    code = _HTTP_CODES.get(status, "internal_error" if status >= 500 else "bad_request")
+    body = json.dumps(error_body(status, code, message or ERROR_CODES[code][1])).encode()
+    head = (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"X-Content-Type-Options: nosniff\r\n\r\n")
+    return head.encode("latin-1") + body
 
 
 def discard_request_body(limit: int = MAX_DISCARDED_BODY) -> None:

@@ -16,6 +16,7 @@ import torch
 from flask import Flask, current_app
 
 import folder_paths
+from imaging.decode import DecodeLimits
 from model import DATA_CREDIT, DigitClassifier
 from runtime.threads import limit_threads
 from serving.chain import Chain
@@ -27,8 +28,18 @@ def init_app(app: Flask) -> None:
     """Load the model with the app's settings and follow reloads before each request."""
     limit_threads(int(app.config["TORCH_THREADS"]))
     app.extensions["model_slot"] = create_model_slot(app.config)
-    app.extensions["chain"] = Chain(int(app.config["MAX_IMAGE_PIXELS"]))
+    app.extensions["chain"] = Chain(int(app.config["MAX_IMAGE_PIXELS"]),
+                                    limits=decode_limits(app.config))
     app.before_request(follow_reloads)
+
+
+def decode_limits(config: Mapping[str, Any]) -> DecodeLimits:
+    """The decoding limits the settings name: formats, width, height, decoded bytes."""
+    formats = config["IMAGE_FORMATS"]
+    if isinstance(formats, str):
+        formats = [name.strip() for name in formats.split(",") if name.strip()]
+    return DecodeLimits(tuple(formats), int(config["MAX_IMAGE_WIDTH"]),
+                        int(config["MAX_IMAGE_HEIGHT"]), int(config["MAX_DECODED_BYTES"]))
 
 
 def create_model_slot(config: Mapping[str, Any]) -> ModelSlot:
