@@ -19,7 +19,8 @@ from flask import Flask
 
 import folder_paths
 from model import WeightsError
-from web import admin, api, config, errors, inference, page
+from web import admin, api, auth, config, errors, headers, inference, page
+from web.admin import is_loopback
 from web.uploads import InMemoryRequest
 
 
@@ -33,6 +34,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.request_class = InMemoryRequest
     config.init_app(app, test_config)
     errors.init_app(app)
+    headers.init_app(app)
+    auth.init_app(app)
     inference.init_app(app)
     app.register_blueprint(page.bp)
     app.register_blueprint(api.bp)
@@ -47,6 +50,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--debug", action="store_true",
                         default=config.is_true(os.environ.get("DIGITS_DEBUG")))
     args = parser.parse_args(argv)
+    if args.debug and args.host != "localhost" and not is_loopback(args.host):
+        # the Werkzeug debugger runs any code a client sends it
+        sys.exit(f"error: debug mode only on a loopback address, not {args.host}")
     try:
         app = create_app()
     except (WeightsError, ValueError) as error:

@@ -52,6 +52,15 @@ def on_starting(server):
         os.environ["DIGITS_STATE_DIR"] = server.digits_state_dir
 
 
+def post_worker_init(worker):
+    """In each worker, once the app is loaded: never debug mode, whatever the environment says.
+
+    Flask's debug mode shows tracebacks and, with the Werkzeug debugger, runs code
+    sent by any client; ``DIGITS_DEBUG`` or ``FLASK_DEBUG`` must not turn it on here.
+    """
+    worker.wsgi.debug = False
+
+
 def on_exit(server):
     """Remove the state folder this server made (a configured one is left alone)."""
     folder = getattr(server, "digits_state_dir", None)

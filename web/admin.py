@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import json
 
 from flask import Blueprint, current_app, jsonify, request
 
 from model import WeightsError
+from web.auth import bearer_token, matches
 from web.errors import ApiError
 from web.inference import describe_model, get_slot
 
@@ -30,9 +30,7 @@ def require_admin() -> None:
     """With ``ADMIN_KEY`` set, the key as a bearer token; without, a loopback client."""
     key = str(current_app.config["ADMIN_KEY"] or "")
     if key:
-        scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(sent.strip().encode(),
-                                                                 key.encode()):
+        if not matches(bearer_token(), key):
             raise ApiError("forbidden", "the admin endpoints need the admin key as a bearer token")
     elif not is_loopback(request.remote_addr):
         raise ApiError("forbidden", "the admin endpoints answer loopback clients only")

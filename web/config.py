@@ -33,6 +33,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "IMAGE_FORMATS": ",".join(DEFAULT_FORMATS),  # the only formats decoded, comma-separated
     "TORCH_THREADS": 0,  # torch threads per process; 0 keeps torch's default
     "ADMIN_KEY": "",  # empty: /admin/ answers loopback clients only
+    "API_KEY": "",  # set: /predict, /model, /metrics and /admin/ need it as a bearer token
     "STATE_DIR": "",  # folder shared by one server's workers; empty: reloads stay in-process
 }
 TRUE_WORDS = ("1", "true", "yes", "on")

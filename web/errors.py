@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from http import HTTPStatus
 
 from flask import Flask, current_app, jsonify, request
@@ -24,6 +25,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "empty_filename": (400, "the file part was sent without a file name (no file chosen)"),
     "not_an_image": (400, "the bytes are not a complete image Pillow can read"),
     "bad_request": (400, "the request is malformed"),
+    "unauthorized": (401, "the endpoint needs the API key as 'Authorization: Bearer <key>'"),
     "forbidden": (403, "the client may not use this endpoint"),
     "not_found": (404, "no such endpoint"),
     "method_not_allowed": (405, "the endpoint does not accept this HTTP method"),
@@ -40,17 +42,19 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
 MAX_DISCARDED_BODY = 64 * 1024 * 1024
 
 # Werkzeug's HTTP errors by status, mapped onto the documented codes.
-_HTTP_CODES = {400: "bad_request", 403: "forbidden", 404: "not_found",
+_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                405: "method_not_allowed", 413: "payload_too_large"}
 
 
 class ApiError(Exception):
     """An error a view raises to answer with the JSON error shape."""
 
-    def __init__(self, code: str, message: str | None = None) -> None:
+    def __init__(self, code: str, message: str | None = None,
+                 headers: Mapping[str, str] | None = None) -> None:
         self.status, default_message = ERROR_CODES[code]
         self.code = code
         self.message = message or default_message
+        self.headers = dict(headers or {})  # sent with the answer, e.g. WWW-Authenticate
         super().__init__(self.message)
 
 
@@ -71,6 +75,7 @@ def relative_paths(message: str) -> str:
 def error_response(error: ApiError):
     response = jsonify(error_body(error.status, error.code, relative_paths(error.message)))
     response.status_code = error.status
+    response.headers.update(error.headers)
     return response
 
 
