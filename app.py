@@ -19,7 +19,7 @@ from flask import Flask
 
 import folder_paths
 from model import WeightsError
-from web import admin, api, auth, config, errors, headers, inference, page
+from web import admin, api, auth, config, errors, headers, inference, limits, page
 from web.admin import is_loopback
 from web.uploads import InMemoryRequest
 
@@ -36,6 +36,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     headers.init_app(app)
     auth.init_app(app)
+    limits.init_app(app)
     inference.init_app(app)
     app.register_blueprint(page.bp)
     app.register_blueprint(api.bp)

@@ -26,6 +26,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "DEVICE": DEFAULT_DEVICE,  # auto, cpu, cuda or cuda:N
     "BACKEND": DEFAULT_BACKEND,  # eager, onnx, torchscript or compile
     "MAX_CONTENT_LENGTH": 10 * 1024 * 1024,  # largest accepted request body, bytes
+    "BODY_TIMEOUT": 10,  # seconds a read of a request body may wait (under gunicorn)
     "MAX_IMAGE_PIXELS": DEFAULT_MAX_PIXELS,  # largest accepted image, width x height
     "MAX_IMAGE_WIDTH": DEFAULT_MAX_WIDTH,  # widest accepted image, pixels
     "MAX_IMAGE_HEIGHT": DEFAULT_MAX_HEIGHT,  # tallest accepted image, pixels
@@ -34,6 +35,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "TORCH_THREADS": 0,  # torch threads per process; 0 keeps torch's default
     "ADMIN_KEY": "",  # empty: /admin/ answers loopback clients only
     "API_KEY": "",  # set: /predict, /model, /metrics and /admin/ need it as a bearer token
+    "RATE_LIMIT_PER_MINUTE": 0,  # requests per client per minute; 0 is no limit
+    "RATE_LIMIT_STORAGE": "memory://",  # where counts are kept; memory:// is per worker
     "STATE_DIR": "",  # folder shared by one server's workers; empty: reloads stay in-process
 }
 TRUE_WORDS = ("1", "true", "yes", "on")

@@ -29,11 +29,14 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "forbidden": (403, "the client may not use this endpoint"),
     "not_found": (404, "no such endpoint"),
     "method_not_allowed": (405, "the endpoint does not accept this HTTP method"),
+    "request_timeout": (408, "the request body stopped arriving before it was whole"),
     "payload_too_large": (413, "the request body is larger than the configured limit"),
-    "image_too_large": (413, "the image has more pixels than the configured limit"),
+    "image_too_large": (413, "the image is over a configured limit: pixels, width, height or"
+                             " decoded bytes"),
     "no_digit_found": (422, "the image holds no ink that could be a digit"),
     "invalid_weights": (422, "the new weights are missing, corrupt or do not match their card;"
                              " the old model keeps serving"),
+    "rate_limited": (429, "the client sent more requests than the limit allows; see Retry-After"),
     "internal_error": (500, "the server failed; the error was logged"),
 }
 
@@ -43,7 +46,8 @@ MAX_DISCARDED_BODY = 64 * 1024 * 1024
 
 # Werkzeug's HTTP errors by status, mapped onto the documented codes.
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-               405: "method_not_allowed", 413: "payload_too_large"}
+               405: "method_not_allowed", 408: "request_timeout", 413: "payload_too_large",
+               429: "rate_limited"}
 
 
 class ApiError(Exception):
