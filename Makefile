@@ -60,3 +60,9 @@ bench: $(VENV)/.installed
 	  benchmarks/.venv/bin/pip install --quiet -r benchmarks/requirements.txt && \
 	  touch benchmarks/.venv/.installed; fi
 	benchmarks/.venv/bin/python benchmarks/bench_http.py --service-python $(BIN)/python $(BENCH_ARGS)
+
+# Fault drills against a local gunicorn (loopback only, about 5 minutes): steady load,
+# stalled clients, heavy uploads, reload, a killed worker, hostile uploads, SIGTERM.
+.PHONY: faults
+faults: $(VENV)/.installed
+	$(BIN)/python benchmarks/faults.py $(ARGS)

@@ -22,17 +22,21 @@ from model import WeightsError
 from web import (
     admin,
     api,
+    auth,
     config,
     cors,
     docs,
     errors,
+    headers,
     inference,
+    limits,
     metrics,
     openapi,
     page,
     probes,
     request_log,
 )
+from web.admin import is_loopback
 from web.uploads import InMemoryRequest
 
 
@@ -49,6 +53,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     request_log.init_app(app)
     metrics.init_app(app)
     cors.init_app(app)
+    headers.init_app(app)
+    auth.init_app(app)
+    limits.init_app(app)
     inference.init_app(app)
     app.register_blueprint(page.bp)
     app.register_blueprint(api.bp)
@@ -67,6 +74,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--debug", action="store_true",
                         default=config.is_true(os.environ.get("DIGITS_DEBUG")))
     args = parser.parse_args(argv)
+    if args.debug and args.host != "localhost" and not is_loopback(args.host):
+        # the Werkzeug debugger runs any code a client sends it
+        sys.exit(f"error: debug mode only on a loopback address, not {args.host}")
     try:
         app = create_app()
     except (WeightsError, ValueError) as error:

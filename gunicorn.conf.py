@@ -8,14 +8,28 @@ import os
 import shutil
 import tempfile
 
+from gunicorn import util
+
 _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 bind = os.environ.get("DIGITS_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("DIGITS_WORKERS", str(max(1, min(_cores, 4)))))
-worker_class = "sync"
+# Measured with benchmarks/bench_http.py (README, "Robustness"): gthread with 4 threads
+# answered 2-2.5x the requests of sync workers at c=8 with a lower p99, and a connection
+# waiting for a slow client holds one thread, not the whole worker. gevent survives 50
+# stalled connections (each costs a greenlet) but its p99 under load was 10x worse, so it
+# is the choice only where clients reach gunicorn with no buffering proxy in front:
+# DIGITS_WORKER_CLASS=gevent. The threads of a worker share its torch/ONNX thread share
+# (cores / workers), so they overlap I/O and decoding, not inference.
+worker_class = os.environ.get("DIGITS_WORKER_CLASS", "gthread")
+threads = int(os.environ.get("DIGITS_THREADS", "4"))
+# A worker that stops answering its heartbeat this long (a stuck request under sync or
+# gevent; gthread's main loop keeps beating) is killed and replaced.
 timeout = int(os.environ.get("DIGITS_TIMEOUT", "30"))
-graceful_timeout = 10
-keepalive = 2
+# On SIGTERM, requests in flight get this long to finish before workers are killed.
+graceful_timeout = int(os.environ.get("DIGITS_GRACEFUL_TIMEOUT", "20"))
+# Idle kept-alive connections (and, under gevent, a request's headers) wait this long.
+keepalive = int(os.environ.get("DIGITS_KEEPALIVE", "2"))
 # Workers load the app (and the model) after forking, so nothing of torch, least
 # of all CUDA, is set up in the master process.
 preload_app = False
@@ -25,6 +39,19 @@ accesslog = os.environ.get("DIGITS_GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 # Heartbeat files in memory rather than on a possibly slow disk.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+
+def write_json_error(sock, status_int, reason, mesg):
+    """gunicorn's answer to a request it cannot parse, in the service's JSON error shape."""
+    # imported here, in a worker that has loaded the app: this file is read before --chdir
+    from web.errors import raw_error_response
+
+    util.write_nonblock(sock, raw_error_response(status_int, mesg))
+
+
+# gunicorn answers malformed requests (a bad Content-Length, a broken chunk) itself, in
+# HTML, through this one function; clients of a JSON API get the JSON error shape instead.
+util.write_error = write_json_error
 
 
 def on_starting(server):
@@ -59,6 +86,15 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker):
+    """In each worker, once the app is loaded: never debug mode, whatever the environment says.
+
+    Flask's debug mode shows tracebacks and, with the Werkzeug debugger, runs code
+    sent by any client; ``DIGITS_DEBUG`` or ``FLASK_DEBUG`` must not turn it on here.
+    """
+    worker.wsgi.debug = False
 
 
 def on_exit(server):

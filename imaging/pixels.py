@@ -23,7 +23,11 @@ def shrink(image: Image.Image, longest: int) -> Image.Image:
     if has_transparency(image) and image.mode not in ALPHA_MODES:
         image = image.convert("RGBA")  # averaging needs real alpha, not a transparent colour
     elif image.mode in HIGH_BIT_MODES:
-        image = Image.fromarray(high_bit_to_8_bit(image), mode="F")  # read on the mode's scale
+        # Averaged in its own mode first, so only the small copy becomes floats; read on
+        # the whole image's scale.
+        full = high_bit_scale(image)
+        native = image if image.mode in ("I", "F") else image.convert("I")
+        return Image.fromarray(high_bit_to_8_bit(native.reduce(factor), full), mode="F")
     elif image.mode in UNREDUCIBLE_MODES:
         image = image.convert(UNREDUCIBLE_MODES[image.mode])
     return image.reduce(factor)
@@ -61,19 +65,28 @@ def has_transparency(image: Image.Image) -> bool:
     return image.mode in ALPHA_MODES or "transparency" in image.info
 
 
-def high_bit_to_8_bit(image: Image.Image) -> np.ndarray:
-    """A 16-bit, 32-bit or float image on the 0..255 scale.
+def high_bit_to_8_bit(image: Image.Image, full: float | None = None) -> np.ndarray:
+    """A 16-bit, 32-bit or float image on the 0..255 scale (``full`` maps to 255).
+
+    ``full`` defaults to ``high_bit_scale(image)``.
+    """
+    values = np.asarray(image, dtype=np.float32)
+    full = high_bit_scale(image) if full is None else full
+    return np.clip(values * (255.0 / full), 0.0, 255.0)
+
+
+def high_bit_scale(image: Image.Image) -> float:
+    """The value that is white in a 16-bit, 32-bit or float image.
 
     16-bit modes span 0..65535. ``I`` and ``F`` carry no range of their own,
     so they are read on the smallest usual scale that holds their values:
     0..1 (float only), 0..255, 0..65535, else their own maximum. The scale is
     never stretched to the values, so a blank image's faint noise stays faint.
     """
-    values = np.asarray(image, dtype=np.float32)
-    top = float(values.max()) if values.size else 0.0
     if image.mode.startswith("I;16"):
-        full = 65535.0
-    elif image.mode == "F" and top <= 1.0:
+        return 65535.0
+    top = float(image.getextrema()[1]) if image.width and image.height else 0.0
+    if image.mode == "F" and top <= 1.0:
         full = 1.0
     elif top <= 255.0:
         full = 255.0
@@ -81,4 +94,4 @@ def high_bit_to_8_bit(image: Image.Image) -> np.ndarray:
         full = 65535.0
     else:
         full = top
-    return np.clip(values * (255.0 / full), 0.0, 255.0)
+    return full

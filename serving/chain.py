@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from imaging.decode import DEFAULT_MAX_PIXELS, decode_upload
+from imaging.decode import DEFAULT_LIMITS, DEFAULT_MAX_PIXELS, DecodeLimits, decode_upload
 from imaging.errors import PreprocessError
 from imaging.normalise import PreparedDigit
 from imaging.preprocess import preprocess_image
@@ -109,10 +109,12 @@ class Chain:
     """
 
     def __init__(self, max_pixels: int = DEFAULT_MAX_PIXELS, wrap: StageWrapper = unwrapped,
-                 batch_delay: float | None = None, max_batch: int = 32) -> None:
+                 limits: DecodeLimits = DEFAULT_LIMITS, batch_delay: float | None = None,
+                 max_batch: int = 32) -> None:
         if max_pixels <= 0:
             raise ValueError(f"max_pixels must be a positive pixel count, not {max_pixels}")
         self.max_pixels = max_pixels
+        self.limits = limits
         self.batcher = (DynamicBatcher(self.predict_now, max_batch, batch_delay)
                         if batch_delay is not None else None)
         self.decode = wrap("decode", decode_upload)
@@ -124,7 +126,7 @@ class Chain:
 
     def prepare(self, data: bytes) -> PreparedDigit:
         """decode -> preprocess for one upload; raises its ``PreprocessError``."""
-        return self.preprocess(self.decode(data, self.max_pixels))
+        return self.preprocess(self.decode(data, self.max_pixels, self.limits))
 
     def predict(self, classifier: DigitClassifier,
                 prepared: Sequence[PreparedDigit]) -> list[Prediction]:

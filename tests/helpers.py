@@ -110,9 +110,11 @@ def wait_until_up(http: urllib3.PoolManager, url: str, process: subprocess.Popen
 
 
 @contextmanager
-def running_gunicorn(env: Mapping[str, str | None], cwd: Path | None = None,
-                     http: urllib3.PoolManager | None = None) -> Iterator[str]:
-    """The project under gunicorn with its gunicorn.conf.py on 127.0.0.1; its URL once it answers.
+def gunicorn_server(env: Mapping[str, str | None], cwd: Path | None = None,
+                    http: urllib3.PoolManager | None = None,
+                    ) -> Iterator[tuple[str, subprocess.Popen]]:
+    """The project under gunicorn with its gunicorn.conf.py on 127.0.0.1: its URL once it
+    answers, and the master process.
 
     ``env`` is laid over this process's environment; a value of None removes that
     variable. The server is stopped (SIGTERM, then waited for) when the block ends.
@@ -130,7 +132,16 @@ def running_gunicorn(env: Mapping[str, str | None], cwd: Path | None = None,
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(http or urllib3.PoolManager(), url, process)
-        yield url
+        yield url, process
     finally:
-        process.terminate()
+        if process.poll() is None:
+            process.terminate()
         process.wait(timeout=30)
+
+
+@contextmanager
+def running_gunicorn(env: Mapping[str, str | None], cwd: Path | None = None,
+                     http: urllib3.PoolManager | None = None) -> Iterator[str]:
+    """``gunicorn_server``'s URL alone."""
+    with gunicorn_server(env, cwd, http) as (url, _process):
+        yield url

@@ -231,29 +231,35 @@ def test_reload_under_gunicorn_reaches_both_workers(gunicorn_base):
                                 retries=False, timeout=60)
         assert response.status == 200, response.data
 
-        new_workers = answering_workers(http, url)
-        assert set(new_workers.values()) == {new_sha}
+        # two workers answer with the new weights (a worker's other threads serve the
+        # old model while one thread loads the new one)
+        new_workers = answering_workers(http, url, serving=new_sha)
         assert not set(new_workers) & set(old_workers), "a worker did not reload"
 
 
-def answering_workers(http: urllib3.PoolManager, url: str) -> dict[str, str]:
-    """``loaded_at`` (one per worker and model) -> sha256, from /model until two workers answer.
+def answering_workers(http: urllib3.PoolManager, url: str,
+                      serving: str | None = None) -> dict[str, str]:
+    """``loaded_at`` (one per worker and model) -> sha256, from /model until two workers answer
+    (with ``serving``, two workers serving that sha256; other answers are left out).
 
     A worker answers only once it has loaded its model, which takes seconds, so
     the asking goes on for up to a minute. The requests are sent eight at a
-    time: an idle sync worker may otherwise take every request one after
-    another, and the second worker would never be asked.
+    time, each on a new connection: an idle worker may otherwise take every
+    request (or every kept-alive connection) one after another, and the second
+    worker would never be asked.
     """
     seen: dict[str, str] = {}
 
     def ask(_: int) -> dict:
-        return http.request("GET", f"{url}/model", retries=False, timeout=60).json()
+        return http.request("GET", f"{url}/model", retries=False, timeout=60,
+                            headers={"Connection": "close"}).json()
 
     deadline = time.monotonic() + 60
     with ThreadPoolExecutor(max_workers=8) as pool:
         while len(seen) < 2 and time.monotonic() < deadline:
             for body in pool.map(ask, range(8)):
-                seen[body["loaded_at"]] = body["sha256"]
+                if serving is None or body["sha256"] == serving:
+                    seen[body["loaded_at"]] = body["sha256"]
             time.sleep(0.05)
     assert len(seen) == 2, f"{len(seen)} worker(s) answered within a minute, expected 2"
     return seen

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
+import json
 
 from flask import Blueprint, current_app, jsonify, request
 
 from model import WeightsError
+from web.auth import bearer_token, matches
 from web.errors import ApiError
 from web.inference import describe_model, get_slot
 
@@ -29,12 +30,29 @@ def require_admin() -> None:
     """With ``ADMIN_KEY`` set, the key as a bearer token; without, a loopback client."""
     key = str(current_app.config["ADMIN_KEY"] or "")
     if key:
-        scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(sent.strip().encode(),
-                                                                 key.encode()):
+        if not matches(bearer_token(), key):
             raise ApiError("forbidden", "the admin endpoints need the admin key as a bearer token")
     elif not is_loopback(request.remote_addr):
         raise ApiError("forbidden", "the admin endpoints answer loopback clients only")
+
+
+def requested_weights() -> str | None:
+    """The weights file a reload's body names; ``None`` for no body (the current file again).
+
+    Any body must be a JSON object naming the file: ``{"weights": "name.pt"}``.
+    """
+    data = request.get_data(cache=True)
+    if not data.strip():
+        return None
+    try:
+        body = json.loads(data)
+    except ValueError:
+        body = None
+    weights = body.get("weights") if isinstance(body, dict) else None
+    if not isinstance(weights, str) or not weights:
+        raise ApiError("bad_request", 'the body must be a JSON object naming a file inside'
+                                      ' weights/, e.g. {"weights": "name.pt"}, or empty')
+    return weights
 
 
 @bp.post("/reload")
@@ -44,12 +62,7 @@ def reload_model():
     The new model is checked beside the old one and swapped in only if it
     passes; every worker of this server follows. A bad file keeps the old model.
     """
-    body = request.get_json(silent=True) if request.get_data() else {}
-    if not isinstance(body, dict):
-        raise ApiError("bad_request", 'the body must be a JSON object, {"weights": "name.pt"}')
-    weights = body.get("weights")
-    if weights is not None and not isinstance(weights, str):
-        raise ApiError("bad_request", "'weights' must be a file name inside weights/")
+    weights = requested_weights()
     slot = get_slot()
     served_weights, served = slot.served
     previous = {"weights": served_weights, "sha256": served.sha256}
@@ -57,6 +70,8 @@ def reload_model():
     try:
         slot.reload(weights)
     except WeightsError as error:
+        current_app.logger.warning("reload refused: %s", error)
+        # error_response cuts the install folder from the answer; the log keeps it
         raise ApiError("invalid_weights", f"{error}; still serving {previous['weights']}") from None
     except ValueError as error:
         raise ApiError("bad_request", str(error)) from None

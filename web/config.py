@@ -9,7 +9,13 @@ from typing import Any
 
 from flask import Flask
 
-from imaging.decode import DEFAULT_MAX_PIXELS
+from imaging.decode import (
+    DEFAULT_FORMATS,
+    DEFAULT_MAX_DECODED_BYTES,
+    DEFAULT_MAX_HEIGHT,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_WIDTH,
+)
 from model import DEFAULT_WEIGHTS
 from runtime.backend_names import DEFAULT_BACKEND
 from runtime.devices import DEFAULT_DEVICE
@@ -20,6 +26,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "DEVICE": DEFAULT_DEVICE,  # auto, cpu, cuda or cuda:N
     "BACKEND": DEFAULT_BACKEND,  # eager, onnx, torchscript or compile
     "MAX_CONTENT_LENGTH": 10 * 1024 * 1024,  # largest accepted request body, bytes
+    "BODY_TIMEOUT": 10,  # seconds a read of a request body may wait (under gunicorn)
     "MAX_IMAGE_PIXELS": DEFAULT_MAX_PIXELS,  # largest accepted image, width x height
     "MAX_FILES": 64,  # most file parts in one /predict request
     # Dynamic batching of concurrent requests in a worker: off, since with one request
@@ -27,8 +34,15 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "DYNAMIC_BATCHING": False,
     "BATCH_MAX_SIZE": 32,  # most inputs in one gathered batch
     "BATCH_MAX_DELAY_MS": 2.0,  # longest a request waits for others to join its batch
+    "MAX_IMAGE_WIDTH": DEFAULT_MAX_WIDTH,  # widest accepted image, pixels
+    "MAX_IMAGE_HEIGHT": DEFAULT_MAX_HEIGHT,  # tallest accepted image, pixels
+    "MAX_DECODED_BYTES": DEFAULT_MAX_DECODED_BYTES,  # memory one image's decoding may take
+    "IMAGE_FORMATS": ",".join(DEFAULT_FORMATS),  # the only formats decoded, comma-separated
     "TORCH_THREADS": 0,  # torch threads per process; 0 keeps torch's default
     "ADMIN_KEY": "",  # empty: /admin/ answers loopback clients only
+    "API_KEY": "",  # set: /predict, /model, /metrics and /admin/ need it as a bearer token
+    "RATE_LIMIT_PER_MINUTE": 0,  # requests per client per minute; 0 is no limit
+    "RATE_LIMIT_STORAGE": "memory://",  # where counts are kept; memory:// is per worker
     "STATE_DIR": "",  # folder shared by one server's workers; empty: reloads stay in-process
     "METRICS_ACCESS": "loopback",  # who may read /metrics: loopback, open or key
     "METRICS_KEY": "",  # with METRICS_ACCESS=key, the bearer token /metrics needs

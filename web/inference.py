@@ -21,6 +21,7 @@ import numpy as np
 from flask import Flask, current_app
 
 import folder_paths
+from imaging.decode import DecodeLimits
 from imaging.normalise import INPUT_SHAPE
 from model import DATA_CREDIT, DigitClassifier
 from serving import chain as stages
@@ -43,8 +44,17 @@ def create_chain(config: Mapping[str, Any], wrap: StageWrapper) -> Chain:
     """The request chain with the configured limits and ``wrap`` around every stage,
     dynamically batching if configured."""
     delay = float(config["BATCH_MAX_DELAY_MS"]) / 1000 if config["DYNAMIC_BATCHING"] else None
-    return Chain(int(config["MAX_IMAGE_PIXELS"]), wrap=wrap, batch_delay=delay,
-                 max_batch=int(config["BATCH_MAX_SIZE"]))
+    return Chain(int(config["MAX_IMAGE_PIXELS"]), wrap=wrap, limits=decode_limits(config),
+                 batch_delay=delay, max_batch=int(config["BATCH_MAX_SIZE"]))
+
+
+def decode_limits(config: Mapping[str, Any]) -> DecodeLimits:
+    """The decoding limits the settings name: formats, width, height, decoded bytes."""
+    formats = config["IMAGE_FORMATS"]
+    if isinstance(formats, str):
+        formats = [name.strip() for name in formats.split(",") if name.strip()]
+    return DecodeLimits(tuple(formats), int(config["MAX_IMAGE_WIDTH"]),
+                        int(config["MAX_IMAGE_HEIGHT"]), int(config["MAX_DECODED_BYTES"]))
 
 
 def create_model_slot(config: Mapping[str, Any]) -> ModelSlot:

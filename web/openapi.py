@@ -78,9 +78,11 @@ def swagger_ui_files() -> list[str]:
 
 # What the upload endpoints can refuse an upload with.
 UPLOAD_ERRORS = ("missing_file", "empty_filename", "not_an_image", "bad_request",
-                 "payload_too_large", "image_too_large", "too_many_files", "no_digit_found",
-                 "internal_error")
-# Whoever may use /admin/ and /metrics: a bearer key where one is set, else loopback clients.
+                 "request_timeout", "payload_too_large", "image_too_large", "too_many_files",
+                 "no_digit_found", "rate_limited", "internal_error")
+# What the API key (DIGITS_API_KEY), where it is set, adds to an operation's answers.
+KEYED_ERRORS = ("unauthorized",)
+# A bearer key where one is set (DIGITS_API_KEY, DIGITS_ADMIN_KEY, DIGITS_METRICS_KEY), else none.
 OPTIONAL_KEY = [{}, {"bearerKey": []}]
 
 SCHEMAS: dict[str, Schema] = {
@@ -173,6 +175,7 @@ PATHS: dict[str, dict[str, Any]] = {
     "/predict": {"post": {
         "summary": "Which digit each uploaded image shows",
         "operationId": "predict",
+        "security": OPTIONAL_KEY,
         "parameters": [{"name": "input_image", "in": "query", "required": False,
                         "description": "`1`, `true`, `yes` or `on` adds each image's 28x28"
                                        " model input as a PNG data URL",
@@ -186,12 +189,28 @@ PATHS: dict[str, dict[str, Any]] = {
             "200": json_answer("one image: its prediction; several: `results`, one prediction"
                                " or error per image, in order",
                                {"oneOf": [ref("Prediction"), ref("Results")]}),
+            **error_answers(*UPLOAD_ERRORS, *KEYED_ERRORS),
+        },
+    }},
+    "/page/predict": {"post": {
+        "summary": "What the page's own script posts to: one image's prediction with its"
+                   " 28x28 model input, never guarded by the API key",
+        "operationId": "pagePredict",
+        "requestBody": {"required": True, "content": {"multipart/form-data": {
+            "schema": {"type": "object", "required": [UPLOAD_FIELD], "properties": {
+                UPLOAD_FIELD: {"type": "array", "minItems": 1,
+                               "items": {"type": "string", "format": "binary"}}}}}}},
+        "responses": {
+            "200": json_answer("the prediction, with `input_image`",
+                               {"oneOf": [ref("Prediction"), ref("Results")]}),
             **error_answers(*UPLOAD_ERRORS),
         },
     }},
     "/model": {"get": {
         "summary": "The model this worker serves", "operationId": "model",
-        "responses": {"200": json_answer("the model", ref("Model"))},
+        "security": OPTIONAL_KEY,
+        "responses": {"200": json_answer("the model", ref("Model")),
+                      **error_answers("rate_limited", *KEYED_ERRORS)},
     }},
     "/health": {"get": {
         "summary": "Liveness (the same as /healthz)", "operationId": "health",
@@ -217,7 +236,7 @@ PATHS: dict[str, dict[str, Any]] = {
         "responses": {"200": {"description": "every metric",
                               "content": {PROMETHEUS_TEXT: {"schema": {"type": "string"}},
                                           OPENMETRICS_TEXT: {"schema": {"type": "string"}}}},
-                      **error_answers("forbidden")},
+                      **error_answers("forbidden", *KEYED_ERRORS)},
     }},
     "/admin/reload": {"post": {
         "summary": "Load new weights without a restart, in every worker",
@@ -233,7 +252,7 @@ PATHS: dict[str, dict[str, Any]] = {
                                                       " again"}}}}}},
         "responses": {"200": json_answer("the new model serves", ref("Reloaded")),
                       **error_answers("bad_request", "forbidden", "invalid_weights",
-                                      "internal_error")},
+                                      "internal_error", *KEYED_ERRORS)},
     }},
     "/openapi.json": {"get": {
         "summary": "This document", "operationId": "openapi",
@@ -258,7 +277,7 @@ PATHS: dict[str, dict[str, Any]] = {
 # How /docs groups the operations, in this order.
 TAGS = {
     "predictions": ("/predict", "/model"),
-    "page": ("/",),
+    "page": ("/", "/page/predict"),
     "probes": ("/healthz", "/health", "/readyz"),
     "operations": ("/metrics", "/admin/reload"),
     "documentation": ("/openapi.json", "/docs", "/docs/assets/{filename}"),
@@ -298,7 +317,8 @@ def api_document() -> dict[str, Any]:
             "responses": GENERAL_ANSWERS,
             "securitySchemes": {"bearerKey": {
                 "type": "http", "scheme": "bearer",
-                "description": "`DIGITS_ADMIN_KEY` for /admin/, `DIGITS_METRICS_KEY` for"
+                "description": "`DIGITS_API_KEY` for /predict, /model, /metrics and /admin/;"
+                               " `DIGITS_ADMIN_KEY` for /admin/ and `DIGITS_METRICS_KEY` for"
                                " /metrics, where they are set"}},
         },
     }

@@ -1,8 +1,9 @@
-"""The upload page, which also works without JavaScript (its form posts back to ``/``)."""
+"""The upload page, which also works without JavaScript (its form posts back to ``/``), and
+the route its script posts to."""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from flask import Blueprint, jsonify, render_template
 
 from web.errors import answer_error
 from web.inference import predict_upload
@@ -30,6 +31,16 @@ def index_result():
         api_error = answer_error(error)
         return render_template("index.html", error=api_error), api_error.status
     return render_template("index.html", result=result)
+
+
+@bp.post("/page/predict")
+def predict():
+    """The page's own script: the JSON prediction with the model's input image.
+
+    It answers what ``POST /predict?input_image=1`` answers, but the API key
+    does not guard it, so the page works for its visitors (``web/auth.py``).
+    """
+    return jsonify(predict_upload(include_input=True))
 
 
 @bp.after_app_request

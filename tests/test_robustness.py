@@ -1,0 +1,108 @@
+"""Under real gunicorn: stalled clients, graceful shutdown and no debug mode."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import time
+from urllib.parse import urlsplit
+
+import pytest
+import urllib3
+from helpers import encode_image, gunicorn_server, multipart_file, paper_digit, post_file_over_http
+
+pytestmark = pytest.mark.slow
+
+SERVER = {"DIGITS_BACKEND": "eager", "DIGITS_WORKERS": "2"}
+
+
+def connect(url: str) -> socket.socket:
+    address = urlsplit(url)
+    return socket.create_connection((address.hostname, address.port), timeout=30)
+
+
+def stall(url: str, count: int) -> list[socket.socket]:
+    """``count`` connections that stop half-way: half in their headers, half in their body."""
+    stalled = []
+    for index in range(count):
+        sock = connect(url)
+        if index % 2:
+            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/"
+                         b"form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n--b\r\n")
+        else:
+            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-")
+        stalled.append(sock)
+    return stalled
+
+
+def test_fifty_stalled_connections_leave_health_and_predict_answering(heldout_digits):
+    """With gevent workers, the configuration for clients that reach gunicorn directly."""
+    image = encode_image(paper_digit(heldout_digits[0][0]))
+    with gunicorn_server({**SERVER, "DIGITS_WORKER_CLASS": "gevent"}) as (url, _):
+        stalled = stall(url, 50)
+        try:
+            time.sleep(1)
+            http = urllib3.PoolManager()
+            for _ in range(5):
+                started = time.perf_counter()
+                assert http.request("GET", f"{url}/health", timeout=5, retries=False).status == 200
+                assert time.perf_counter() - started < 1.0
+                started = time.perf_counter()
+                status, _, body = post_file_over_http(url, "/predict", image)
+                assert status == 200 and json.loads(body)["prediction"] == heldout_digits[1][0]
+                assert time.perf_counter() - started < 1.0
+        finally:
+            for sock in stalled:
+                sock.close()
+
+
+def read_answer(sock: socket.socket) -> tuple[int, bytes]:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def test_a_body_that_stops_arriving_is_answered_408(heldout_digits):
+    with gunicorn_server({**SERVER, "DIGITS_BODY_TIMEOUT": "1"}) as (url, _):
+        sock = connect(url)
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                     b"Content-Type: multipart/form-data; boundary=b\r\n"
+                     b"Content-Length: 100000\r\n\r\n--b\r\n")
+        started = time.perf_counter()
+        status, body = read_answer(sock)
+        sock.close()
+        assert status == 408 and json.loads(body)["error"]["code"] == "request_timeout"
+        assert time.perf_counter() - started < 5
+
+
+def test_sigterm_answers_the_request_in_flight(heldout_digits):
+    body, content_type = multipart_file(encode_image(paper_digit(heldout_digits[0][0])))
+    with gunicorn_server(SERVER) as (url, master):
+        sock = connect(url)
+        sock.sendall(f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                     f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+                     .encode() + body[:100])
+        time.sleep(0.5)  # the worker is reading the body now
+        master.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        sock.sendall(body[100:])
+        status, answer = read_answer(sock)
+        sock.close()
+        assert status == 200 and json.loads(answer)["prediction"] == heldout_digits[1][0]
+        master.wait(timeout=30)
+        assert master.returncode == 0
+
+
+def test_no_debug_mode_under_gunicorn_whatever_the_environment_says():
+    with gunicorn_server({**SERVER, "DIGITS_DEBUG": "1", "FLASK_DEBUG": "1"}) as (url, _):
+        http = urllib3.PoolManager()
+        console = http.request("GET", f"{url}/console", retries=False)
+        assert console.status == 404 and console.json()["error"]["code"] == "not_found"
+        resource = http.request("GET", f"{url}/?__debugger__=yes&cmd=resource&f=debugger.js",
+                                retries=False)
+        # the Werkzeug debugger would answer its script; the app answers its page
+        assert resource.headers["Content-Type"].startswith("text/html")
+        assert resource.data.lstrip().lower().startswith(b"<!doctype html")
