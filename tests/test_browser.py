@@ -8,16 +8,13 @@ and chromedriver these tests skip, except under CI=true, where they fail.
 from __future__ import annotations
 
 import base64
-import os
 import re
-import shutil
 from collections.abc import Callable, Iterator
 
 import pytest
 import urllib3
+from browsing import ARTIFACTS, DESKTOP, assert_clean_console, chromium, waiting
 from helpers import encode_image, paper_digit, served_in_thread
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.actions import interaction
 from selenium.webdriver.common.actions.pointer_input import PointerInput
@@ -25,53 +22,18 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
-from selenium.webdriver.support.ui import WebDriverWait
 
-import folder_paths
 from app import create_app
 
 pytestmark = pytest.mark.slow  # a real browser
 
-ARTIFACTS = folder_paths.get_folder("tests") / "artifacts"
-DESKTOP = (1280, 900)
 PHONE = (390, 844)
-WAIT_S = 15
 
 # Held-out digits the tests upload, by index into the fixture (labels 3, 8, 5, 9, 4).
 UPLOADED, DROPPED, PASTED, POSTED, KEYED = 151, 402, 253, 456, 207
 
 
 # ---- The browser, the server and the page ---------------------------------
-
-def browser_paths() -> tuple[str, str]:
-    """Chromium and chromedriver; a skip (a failure under CI=true) naming what is missing."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    chromedriver = shutil.which("chromedriver")
-    missing = [name for name, path in (("chromium", chromium), ("chromedriver", chromedriver))
-               if path is None]
-    if missing:
-        reason = (f"browser tests need {' and '.join(missing)} on PATH "
-                  "(Debian: apt-get install chromium chromium-driver)")
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason}; under CI=true a missing browser is a failure")
-        pytest.skip(reason)
-    return chromium, chromedriver
-
-
-def start_chromium(javascript: bool = True) -> WebDriver:
-    chromium, chromedriver = browser_paths()
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in ("--headless=new", "--no-sandbox", "--disable-background-networking",
-                     "--disable-dev-shm-usage", "--disable-extensions", "--hide-scrollbars",
-                     f"--window-size={DESKTOP[0]},{DESKTOP[1]}"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    if not javascript:
-        options.add_experimental_option(
-            "prefs", {"profile.managed_default_content_settings.javascript": 2})
-    return webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)
-
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
@@ -82,22 +44,14 @@ def server() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[WebDriver]:
-    driver = start_chromium()
-    ARTIFACTS.mkdir(exist_ok=True)
-    try:
+    with chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture(scope="module")
 def browser_without_js() -> Iterator[WebDriver]:
-    driver = start_chromium(javascript=False)
-    ARTIFACTS.mkdir(exist_ok=True)
-    try:
+    with chromium(javascript=False) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture
@@ -121,17 +75,6 @@ def show_as(driver: WebDriver, width: int, height: int, scale: int = 1,
                            {"enabled": mobile, "maxTouchPoints": 5})
 
 
-def assert_clean_console(driver: WebDriver) -> None:
-    """No script errors and no Content-Security-Policy violations.
-
-    Failed requests are left out: the error tests cause 4xx answers on purpose.
-    """
-    problems = [entry["message"] for entry in driver.get_log("browser")
-                if (entry["level"] == "SEVERE" and entry.get("source") != "network")
-                or "Content Security Policy" in entry["message"]]
-    assert problems == []
-
-
 def screenshot(driver: WebDriver, name: str) -> None:
     driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
 
@@ -151,11 +94,6 @@ def png_of(heldout_digits, index: int) -> tuple[bytes, int]:
 
 def text_of(driver: WebDriver, element_id: str) -> str:
     return driver.find_element(By.ID, element_id).text
-
-
-def waiting(driver: WebDriver) -> WebDriverWait:
-    """A wait that looks often: answers take tens of milliseconds."""
-    return WebDriverWait(driver, WAIT_S, poll_frequency=0.05)
 
 
 def new_result(driver: WebDriver, action: Callable[[], object]) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from browsing import ARTIFACTS, assert_clean_console, chromium, waiting
 from helpers import served_in_thread
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from test_browser import ARTIFACTS, assert_clean_console, start_chromium, waiting
 
 from app import create_app
 from web.page import PAGE_POLICY
@@ -41,12 +41,8 @@ def server() -> Iterator[str]:
 
 @pytest.fixture
 def browser() -> Iterator[WebDriver]:
-    driver = start_chromium()
-    ARTIFACTS.mkdir(exist_ok=True)
-    try:
+    with chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.mark.slow  # a real browser
