@@ -51,12 +51,16 @@ UNIFORM_PAPER_SHARE = 0.5
 
 
 def ink_map(gray: np.ndarray) -> np.ndarray:
-    """Ink as bright values on a zero background, whatever the paper, the light or the pen.
+    """Ink as bright values on a zero background, whatever the paper, the light or the pen."""
+    return ink_on_paper(gray, uniform_paper_level(gray))
 
-    Flat paper (``uniform_paper_level``) needs no fitted surface: it is the
-    level itself, which is what the fit would find on it, at a fraction of the cost.
+
+def ink_on_paper(gray: np.ndarray, level: float | None) -> np.ndarray:
+    """``ink_map`` for paper that ``uniform_paper_level`` found flat at ``level``, or not (None).
+
+    Flat paper needs no fitted surface: it is the level itself, which is what
+    the fit would find on it, at a fraction of the cost.
     """
-    level = uniform_paper_level(gray)
     if level is not None:
         return isolate_ink(ink_above_flat_paper(gray, level))
     return isolate_ink(flatten_background(orient_ink(gray)))
@@ -235,7 +239,8 @@ def digit_ink(image: Image.Image) -> np.ndarray:
     """
     survey = shrink(image, SURVEY_SIZE)
     gray = to_grayscale(survey)
-    ink = ink_map(gray)
-    if survey is image and uniform_paper_level(gray) is not None:
+    level = uniform_paper_level(gray)
+    ink = ink_on_paper(gray, level)
+    if survey is image and level is not None:
         return ink
     return read_digit(image, region_around_ink(image, survey, ink))
