@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -164,6 +165,7 @@ def test_counts_add_up_across_gunicorn_workers(tmp_path, heldout_digits):
 
     with running_gunicorn(env) as url:
         assert not (folder / "counter_1.db").exists()  # emptied at start
+        wait_for_both_workers(url)
         # Several at once, so that both workers answer some.
         with ThreadPoolExecutor(max_workers=4) as pool:
             assert list(pool.map(post, range(sent))) == [200] * sent
@@ -178,6 +180,17 @@ def test_counts_add_up_across_gunicorn_workers(tmp_path, heldout_digits):
         == sent
     assert value(samples, "digits_model_loads_total", kind="load", outcome="ok") == 2
     assert len(per_worker) == 2 and min(per_worker) > 0 and sum(per_worker) == sent
+
+
+def wait_for_both_workers(url: str, seconds: float = 60.0) -> None:
+    """Until both workers have loaded their model: the server answers once one has."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        samples = scrape(urllib3.request("GET", f"{url}/metrics", retries=False,
+                                         timeout=30).data.decode())
+        if value(samples, "digits_model_loads_total", kind="load", outcome="ok") >= 2:
+            return
+        time.sleep(0.2)
 
 
 def predict_count(families) -> float:
