@@ -187,6 +187,10 @@ class Instance:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
+        # its workers hold the listening socket and connections too: gone when they are
+        deadline = time.monotonic() + 10
+        while group_members(self.process.pid) and time.monotonic() < deadline:
+            time.sleep(0.001)
 
     def remove_network(self) -> None:
         if self.link_made:
@@ -254,6 +258,9 @@ class Nginx:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
+
+    def error_log(self) -> str:
+        return (self.prefix / "logs" / "error.log").read_text()
 
     def log_lines(self, since: float, until: float) -> list[dict]:
         """Access log lines of requests that ended between two wall-clock times."""
@@ -329,6 +336,7 @@ def kill_and_restart(nginx: Nginx, instances: list[Instance], upload: Upload, py
     time.sleep(seconds / 3)
     killed_at = time.time()
     victim.kill(signal.SIGKILL)
+    gone_at = time.time()  # master and workers gone: their sockets are closed
     time.sleep(max(0.0, started + seconds / 2 - time.time()))
     restarted_at = time.time()
     victim.start(python)
@@ -341,10 +349,16 @@ def kill_and_restart(nginx: Nginx, instances: list[Instance], upload: Upload, py
     lines = [line for line in nginx.log_lines(started, ended + 1) if line["status"] != 499]
     requests, rate, errors = summary(result)
     failed = [line for line in lines if line["status"] >= 500]
+    # Answers the victim began and never finished: nginx has logged their status from the
+    # header and can only cut its client off (wrk counts a read error).
+    cut_off = sum(victim.upstream in line and "prematurely closed connection while reading "
+                  "upstream" in line for line in nginx.error_log().splitlines())
     retried = [line for line in lines if ", " in line["upstream"]]
-    # in flight on the victim when it died: sent to it before, answered (or failed) after
-    in_flight = [line for line in lines if victim.upstream in line["upstream"]
-                 and line["msec"] - line["request_time"] <= killed_at <= line["msec"]]
+    # In flight on the victim: sent to it (a POST that went to another instance after it
+    # was never sent) before its sockets closed, and not answered before the kill.
+    in_flight = [line for line in lines if line["upstream"].split(", ")[-1] == victim.upstream
+                 and line["msec"] - line["request_time"] <= gone_at
+                 and line["msec"] >= killed_at]
     back = [line["msec"] for line in lines
             if line["msec"] > ready_at and line["upstream"].endswith(victim.upstream)
             and line["status"] == 200]
@@ -352,12 +366,16 @@ def kill_and_restart(nginx: Nginx, instances: list[Instance], upload: Upload, py
         f"kill: wrk -c{concurrency} for {seconds:.0f} s through nginx over "
         f"{len(instances)} instances; instance #{victim.number} ({victim.upstream}) SIGKILLed "
         f"at {killed_at - started:.1f} s, started again at {restarted_at - started:.1f} s",
-        f"  wrk: {requests} requests, {rate:,.0f} req/s, errors {errors}",
-        f"  nginx log: {len(lines)} requests, {len(failed)} failed "
-        f"({', '.join(sorted({str(line['status']) for line in failed})) or 'none'}); "
-        f"{len(in_flight)} were in flight on #{victim.number} when it was killed, "
-        f"{sum(line['status'] >= 500 for line in in_flight)} of them failed; "
-        f"{len(retried)} retried on another instance and answered "
+        f"  wrk: {requests} requests, {rate:,.0f} req/s, errors {errors} (non-2xx answers "
+        f"{result['non_2xx']}; connect {result['connect']}, read {result['read']}, "
+        f"write {result['write']}, timeout {result['timeout']})",
+        f"  nginx log: {len(lines)} requests; {len(in_flight)} in flight on "
+        f"#{victim.number} when it was killed (sent to it before its sockets closed "
+        f"{(gone_at - killed_at) * 1e3:.0f} ms later, unanswered at the kill); failed "
+        f"{len(failed)} answered {'/'.join(sorted({str(x['status']) for x in failed})) or '-'}"
+        f" by nginx + {cut_off} cut off mid-answer = {len(failed) + cut_off} "
+        f"(at most those in flight: {'yes' if len(failed) + cut_off <= len(in_flight) else 'NO'})"
+        f"; {len(retried)} refused by a down instance and answered by another "
         f"{Counter(line['status'] for line in retried).most_common()}",
         f"  #{victim.number} ready again {ready_after:.1f} s after its start "
         f"(at {ready_at - started:.1f} s); nginx sent it traffic again at "
@@ -416,6 +434,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=16, help="wrk connections")
     parser.add_argument("--scale-seconds", type=float, default=8.0)
     parser.add_argument("--kill-seconds", type=float, default=30.0)
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="copy nginx's and the instances' logs into DIR before cleaning up")
     parser.add_argument("--limit", type=float, default=300.0,
                         help="seconds after which the run stops, cleaning up")
     return parser.parse_args(argv)
@@ -478,6 +498,10 @@ def main(argv: list[str] | None = None) -> int:
         for instance in instances:
             instance.kill(signal.SIGTERM)
             instance.remove_network()
+        if args.keep:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            for log in [*workdir.glob("instance-*.log"), *workdir.glob("nginx/logs/*.log")]:
+                shutil.copy(log, args.keep / log.name)
         shutil.rmtree(workdir, ignore_errors=True)
         left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
         links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
