@@ -359,9 +359,15 @@ def kill_and_restart(nginx: Nginx, instances: list[Instance], upload: Upload, py
     in_flight = [line for line in lines if line["upstream"].split(", ")[-1] == victim.upstream
                  and line["msec"] - line["request_time"] <= gone_at
                  and line["msec"] >= killed_at]
+    # Failed, yet sent to the victim after its sockets had closed: a POST nginx sent on a
+    # kept-alive connection whose close it had not yet read (it cannot be sent again).
+    late = [line for line in failed if line["upstream"].split(", ")[-1] == victim.upstream
+            and line["msec"] - line["request_time"] > gone_at]
+    other = [line for line in failed if line not in in_flight and line not in late]
     back = [line["msec"] for line in lines
             if line["msec"] > ready_at and line["upstream"].endswith(victim.upstream)
             and line["status"] == 200]
+    failures = len(failed) + cut_off
     report = [
         f"kill: wrk -c{concurrency} for {seconds:.0f} s through nginx over "
         f"{len(instances)} instances; instance #{victim.number} ({victim.upstream}) SIGKILLed "
@@ -373,9 +379,12 @@ def kill_and_restart(nginx: Nginx, instances: list[Instance], upload: Upload, py
         f"#{victim.number} when it was killed (sent to it before its sockets closed "
         f"{(gone_at - killed_at) * 1e3:.0f} ms later, unanswered at the kill); failed "
         f"{len(failed)} answered {'/'.join(sorted({str(x['status']) for x in failed})) or '-'}"
-        f" by nginx + {cut_off} cut off mid-answer = {len(failed) + cut_off} "
-        f"(at most those in flight: {'yes' if len(failed) + cut_off <= len(in_flight) else 'NO'})"
-        f"; {len(retried)} refused by a down instance and answered by another "
+        f" by nginx + {cut_off} cut off mid-answer = {failures}, of them in flight "
+        f"{failures - len(late) - len(other)} and sent after it was gone {len(late)}"
+        + "".join(f" (one sent {(x['msec'] - x['request_time'] - gone_at) * 1e3:.0f} ms after)"
+                  for x in late)
+        + (f", other {len(other)}" if other else "")
+        + f"; {len(retried)} refused by a down instance and answered by another "
         f"{Counter(line['status'] for line in retried).most_common()}",
         f"  #{victim.number} ready again {ready_after:.1f} s after its start "
         f"(at {ready_at - started:.1f} s); nginx sent it traffic again at "
