@@ -29,6 +29,9 @@ from gunicorn.workers.gthread import TConn, ThreadWorker
 from web.errors import raw_error_response
 
 RECEIVE_SIZE = 256 * 1024
+# gunicorn's loop beats its heartbeat (a syscall) on every pass, several a request; once a
+# second is plenty against a worker timeout of tens of seconds.
+HEARTBEAT_SECONDS = 1.0
 # Request lines and headers together beyond this are handed on unread; gunicorn's
 # own limits (limit_request_line, limit_request_fields) then refuse them.
 MAX_HEAD_BYTES = 64 * 1024
@@ -102,7 +105,15 @@ class BufferingThreadWorker(ThreadWorker):
 
     def init_process(self) -> None:
         self.reading: dict[TConn, PartRequest] = {}
+        self.last_beat = 0.0
         super().init_process()
+
+    def notify(self) -> None:
+        """Tell the master this worker is alive, at most once every ``HEARTBEAT_SECONDS``."""
+        now = time.monotonic()
+        if now - self.last_beat >= HEARTBEAT_SECONDS:
+            self.last_beat = now
+            super().notify()
 
     def load_wsgi(self) -> None:
         super().load_wsgi()

@@ -31,6 +31,7 @@ from flask import Flask, Response, g, has_request_context, request
 
 ACCESS_LOGGER = "digits.access"
 REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_ID_ENVIRON = "HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_")  # its WSGI name
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 log = logging.getLogger(ACCESS_LOGGER)
@@ -43,9 +44,7 @@ def init_app(app: Flask) -> None:
     if not log.handlers:
         # The lines are the message alone, for log shippers to parse, apart from the
         # server's own log.
-        handler = StderrHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(handler)
+        log.addHandler(StderrLineHandler())
         log.setLevel(logging.INFO)
         log.propagate = False
     app.before_request(assign_request_id)
@@ -53,16 +52,19 @@ def init_app(app: Flask) -> None:
     app.extensions.setdefault("stage_wrappers", []).append(noting_stage)
 
 
-class StderrHandler(logging.StreamHandler):
-    """Writes to ``sys.stderr`` as it is when a line is logged (a test may have replaced it)."""
+class StderrLineHandler(logging.Handler):
+    """Writes each record's message as one line to ``sys.stderr`` as it is when the line is
+    logged (a test may have replaced it).
 
-    @property
-    def stream(self):  # type: ignore[override]
-        return sys.stderr
+    The message is the whole line, so there is nothing to format; one write of the
+    line is one flush, stderr being line-buffered.
+    """
 
-    @stream.setter
-    def stream(self, _stream) -> None:
-        pass
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(f"{record.msg}\n")
+        except Exception:
+            self.handleError(record)
 
 
 def request_id_from(header: str | None) -> str:
@@ -91,7 +93,8 @@ timestamp = _SecondStamps()
 
 
 def assign_request_id() -> None:
-    g.request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+    # read from the environ: the headers' lookup builds an exception when a header is missing
+    g.request_id = request_id_from(request.environ.get(REQUEST_ID_ENVIRON))
     g.request_started = time.perf_counter()
 
 
