@@ -19,12 +19,13 @@ NumPy only: serving workers never import torch.
 from __future__ import annotations
 
 import base64
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from model import NetworkOutputs
+from model import DigitClassifier, NetworkOutputs
 
 # Why an answer is uncertain, by the code the API answers with, in plain words.
 REASONS = {
@@ -128,6 +129,22 @@ def non_digit_scores(policy: TrustPolicy, outputs: NetworkOutputs) -> np.ndarray
         raise ValueError("the card has a non-digit head but the network gives no features; "
                          "run `python -m training.calibrate` to export them")
     return policy.non_digit.scores(outputs.features)
+
+
+_policies: weakref.WeakKeyDictionary[DigitClassifier, TrustPolicy] = weakref.WeakKeyDictionary()
+
+
+def policy_of(classifier: DigitClassifier) -> TrustPolicy:
+    """The policy of a loaded classifier's card, read once per classifier."""
+    policy = _policies.get(classifier)
+    if policy is None:
+        policy = _policies[classifier] = TrustPolicy.from_card(classifier.card.raw)
+    return policy
+
+
+def assess_outputs(classifier: DigitClassifier, outputs: NetworkOutputs) -> list[Doubt]:
+    """``assess`` with the classifier's own policy."""
+    return assess(policy_of(classifier), outputs)
 
 
 def assess(policy: TrustPolicy, outputs: NetworkOutputs) -> list[Doubt]:
