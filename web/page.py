@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, render_template, request
 
+from serving.trust import REASONS
 from web.config import is_true
 from web.errors import answer_error
 from web.inference import predict_upload
@@ -45,6 +46,12 @@ def predict():
     """
     return jsonify(predict_upload(include_input=True,
                                   explained=is_true(request.args.get("explain"))))
+
+
+@bp.app_context_processor
+def reasons() -> dict[str, object]:
+    """Why an answer can be uncertain, in plain words, for the page to say."""
+    return {"reasons": REASONS}
 
 
 @bp.after_app_request
