@@ -47,8 +47,8 @@ from runtime.backend_names import DEFAULT_BACKEND
 from runtime.files import write_atomically
 from serving.trust import NonDigitHead, TrustPolicy
 from training.augment import augment_digit
-from training.data import default_subset, load_digits, split_subset
-from training.nondigits import KINDS, digit_pictures, nondigit_pictures
+from training.data import Split, default_subset, load_digits, split_subset
+from training.nondigits import KINDS, FontsMissing, digit_pictures, nondigit_pictures
 
 ECE_BINS = 15
 FIT_PER_KIND = 700  # generated non-digits of each kind to fit the head on
@@ -195,11 +195,33 @@ def ensure_feature_exports(weights: Path, train_images: np.ndarray) -> bool:
     return True
 
 
-def calibrate_weights(weights: Path, data: Path, backend: str = DEFAULT_BACKEND,
-                      per_kind: int = FIT_PER_KIND) -> dict[str, object]:
-    """Fit and record the temperature and the trust policy of ``weights``; a summary."""
+def fitting_nondigits(train_images: np.ndarray, per_kind: int) -> tuple[np.ndarray, list[str]]:
+    """Model inputs of the "fit" non-digits of every kind, and the kinds drawn. Without the
+    DejaVu fonts, letters are left out (and the card says so)."""
+    inputs, kinds = [], []
+    for kind in KINDS:
+        try:
+            pictures = nondigit_pictures(kind, per_kind, "fit", train_images)
+        except FontsMissing as error:
+            print(f"letters left out of the fitting: {error}")
+            continue
+        inputs.append(upload_inputs(pictures)[0])
+        kinds.append(kind)
+    return np.concatenate(inputs), kinds
+
+
+def calibrate_weights(weights: Path, train: Split, held_out: Split,
+                      backend: str = DEFAULT_BACKEND,
+                      per_kind: int | None = None) -> dict[str, object]:
+    """Fit and record the temperature and the trust policy of ``weights``; a summary.
+
+    ``train`` and ``held_out`` are the digits the weights were trained and validated on;
+    ``per_kind`` non-digits of each kind are drawn (by default as many as there are
+    training digits over the kinds, at most ``FIT_PER_KIND``).
+    """
     started = time.monotonic()
-    (train_images, train_labels), (held_images, held_labels) = split_subset(*load_digits(data))
+    (train_images, _), (held_images, held_labels) = train, held_out
+    per_kind = per_kind or min(FIT_PER_KIND, max(10, len(train_images) // len(KINDS)))
     exported = ensure_feature_exports(weights, train_images)
     classifier = DigitClassifier(weights, "cpu", backend)  # logits do not depend on the card
 
@@ -212,9 +234,7 @@ def calibrate_weights(weights: Path, data: Path, backend: str = DEFAULT_BACKEND,
 
     # The head, on uploads made from varied training digits and from the "fit" non-digits.
     digit_inputs, _ = upload_inputs(digit_pictures(varied_digits(train_images)))
-    other_inputs = np.concatenate([
-        upload_inputs(nondigit_pictures(kind, per_kind, "fit", train_images))[0]
-        for kind in KINDS])
+    other_inputs, kinds = fitting_nondigits(train_images, per_kind)
     digit_features = run_batches(classifier, digit_inputs).features
     other_features = run_batches(classifier, other_inputs).features
     head = fit_head(digit_features, other_features)
@@ -223,7 +243,7 @@ def calibrate_weights(weights: Path, data: Path, backend: str = DEFAULT_BACKEND,
         "score": "non-digit head: one hidden layer on the penultimate layer's features",
         "fitted_on": (f"{len(digit_inputs)} varied training digits against "
                       f"{len(other_inputs)} generated non-digits "
-                      f"({', '.join(KINDS)}; DejaVu fonts), on the {classifier.backend} backend"),
+                      f"({', '.join(kinds)}; DejaVu fonts), on the {classifier.backend} backend"),
         "digit_flag_share": DIGIT_FLAG_SHARE,
         "low_confidence_below": LOW_CONFIDENCE_BELOW,
         "non_digit": head.as_card(),
@@ -245,15 +265,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", default=DEFAULT_WEIGHTS, help="file name inside weights/")
     parser.add_argument("--data", type=Path, default=default_subset(), help="the subset .npz")
-    parser.add_argument("--per-kind", type=int, default=FIT_PER_KIND,
-                        help="generated non-digits of each kind to fit on")
+    parser.add_argument("--per-kind", type=int,
+                        help=f"generated non-digits of each kind to fit on (at most "
+                             f"{FIT_PER_KIND} by default)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
     args = parse_args(argv)
     weights = folder_paths.get_full_path("weights", args.weights)
-    summary = calibrate_weights(weights, args.data, per_kind=args.per_kind)
+    summary = calibrate_weights(weights, *split_subset(*load_digits(args.data)),
+                                per_kind=args.per_kind)
     print(f"{summary['weights']}: temperature {summary['temperature']}, expected calibration "
           f"error ({ECE_BINS} bins) on the held-out digits {summary['ece_before']:.4f} before, "
           f"{summary['ece_after']:.4f} after")

@@ -1,6 +1,6 @@
 """Measure how well the served weights know their limits, on sets never used to fit them.
 
-    python -m training.evaluate --reliability docs/reliability.png   # calibration, drawn
+    python -m training.evaluate --reliability training/results/reliability.png   # calibration, drawn
     python -m training.evaluate --nondigits                          # not-a-digit table
 
 The non-digits are the "measure" sets of ``training.nondigits`` (Liberation
@@ -145,8 +145,8 @@ def draw_reliability(logits: np.ndarray, labels: np.ndarray, temperature: float,
         axis.bar(edges[:-1][filled], accuracy[filled], width=1 / ECE_BINS, align="edge",
                  edgecolor="#1f4e79", color="#9cc3e6", label="accuracy in the bin")
         axis.plot([0, 1], [0, 1], "--", color="#888", label="perfect calibration")
-        axis.plot(confidence[filled], accuracy[filled], "o", color="#c0392b", markersize=4,
-                  label="mean confidence in the bin")
+        axis.plot(edges[:-1][filled] + 0.5 / ECE_BINS, confidence[filled], "_", color="#c0392b",
+                  markersize=14, markeredgewidth=2.5, label="mean confidence in the bin")
         ece = expected_calibration_error(probabilities, labels)
         axis.set_title(f"{title}: ECE {ece:.4f}")
         axis.set_xlabel("confidence (15 bins)")
