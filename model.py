@@ -122,7 +122,7 @@ class NetworkOutputs:
     """One run of the network over a batch: a row per input."""
 
     logits: np.ndarray  # (N, NUM_CLASSES)
-    probabilities: np.ndarray  # (N, NUM_CLASSES): softmax of logits / temperature
+    probabilities: np.ndarray  # (N, NUM_CLASSES) float64: softmax of logits / temperature
     features: np.ndarray | None  # (N, K): what the last layer read; None for older exports
 
 
@@ -212,7 +212,9 @@ class DigitClassifier:
         logits, *rest = self.runner(batch)
         logits = logits.astype(np.float32, copy=False)
         features = rest[0].astype(np.float32, copy=False) if rest else None
-        return NetworkOutputs(logits, softmax(logits / np.float32(self.temperature)), features)
+        # In float64, so that a probability just below 1 is not rounded to exactly 1.
+        probabilities = softmax(logits.astype(np.float64) / self.temperature)
+        return NetworkOutputs(logits, probabilities, features)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities for a batch of normalised images: the softmax of the logits

@@ -82,10 +82,21 @@ def prediction_from(probabilities: np.ndarray, doubt: Doubt = SURE) -> Predictio
     return Prediction(
         digit=digit,
         confidence=float(probabilities[digit]),
-        probabilities=[round(float(p), 6) for p in probabilities],
+        probabilities=[honestly_rounded(float(p)) for p in probabilities],
         uncertain=doubt.uncertain,
         reason=doubt.reason,
     )
+
+
+DECIMALS = 6  # probabilities are answered to six decimals
+BELOW_ONE = 1 - 10**-DECIMALS
+
+
+def honestly_rounded(probability: float) -> float:
+    """``probability`` to ``DECIMALS`` decimals, but never rounded up to a certainty it is not:
+    anything below 1 stays below 1."""
+    rounded = round(probability, DECIMALS)
+    return BELOW_ONE if rounded >= 1.0 and probability < 1.0 else rounded
 
 
 def explain(classifier: DigitClassifier, prepared: PreparedDigit,
@@ -101,7 +112,7 @@ def encode(prediction: Prediction, prepared: PreparedDigit | None = None,
     ``explanation``, the heatmap of what pushed the answer."""
     body: dict[str, object] = {
         "prediction": prediction.digit,
-        "confidence": round(prediction.confidence, 6),
+        "confidence": honestly_rounded(prediction.confidence),
         "probabilities": prediction.probabilities,
         "uncertain": prediction.uncertain,
     }
