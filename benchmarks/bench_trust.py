@@ -14,7 +14,8 @@ client, on the default backend with one thread (a worker's share on 2 cores):
   the 169 occluded copies of the input).
 
 Each request is timed by the wall clock and by the process's CPU time; the
-medians and trimmed means are compared.
+medians and trimmed means are compared. The assess stage alone (the head on
+one image's features) is timed too, since it is far below a request's noise.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -73,6 +76,21 @@ def request_ms(client, png: bytes, query: str) -> tuple[float, float]:
     return elapsed
 
 
+def assess_us(client) -> float:
+    """Microseconds the assess stage takes for one image's outputs."""
+    from imaging.normalise import INPUT_SHAPE
+    from serving import chain
+
+    classifier = client.application.extensions["model_slot"].current
+    outputs = classifier.run(np.zeros((1, *INPUT_SHAPE), dtype=np.float32))
+    times = []
+    for _ in range(2000):
+        started = time.perf_counter()
+        chain.assess(classifier, outputs)
+        times.append((time.perf_counter() - started) * 1e6)
+    return statistics.median(times)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", required=True, help="git revision of the earlier weights")
@@ -98,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr = real_stderr
         devnull.close()
 
+    print(f"assess stage alone, one image: {assess_us(now):.1f} µs (median of 2,000 calls)")
     print(f"{args.requests} requests of each kind, taken in turn; ms per request "
           f"(before: weights of {args.before})")
     for column, clock in enumerate(("wall-clock", "CPU")):
