@@ -1,7 +1,7 @@
 """Measure how well the served weights know their limits, on sets never used to fit them.
 
-    python -m training.evaluate --reliability training/results/reliability.png   # calibration, drawn
-    python -m training.evaluate --nondigits                          # not-a-digit table
+    python -m training.evaluate --reliability training/results/reliability.png  # drawn
+    python -m training.evaluate --nondigits  # the not-a-digit table
 
 The non-digits are the "measure" sets of ``training.nondigits`` (Liberation
 fonts, their own seeds, drawings never used for fitting, held-out digits side

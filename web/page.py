@@ -27,8 +27,9 @@ def index():
 @bp.post("/")
 def index_result():
     """The upload page with the result, for browsers without JavaScript."""
-    explained = is_true(request.form.get("explain"))
-    try:
+    explained = False
+    try:  # reading the form may fail too (a malformed body): the page shows that as well
+        explained = is_true(request.form.get("explain"))
         result = predict_upload(include_input=True, explained=explained)
     except Exception as error:
         api_error = answer_error(error)
