@@ -349,7 +349,7 @@ def test_the_keyboard_alone_reaches_and_uses_every_control(page, tmp_path, heldo
     for _ in range(7):
         press(page, Keys.TAB)
         order.append(focused_id(page))
-    assert order == ["pad", "undo", "clear", "predict", "file", "explain", "recognise"]
+    assert order == ["pad", "undo", "clear", "predict", "explain", "file", "recognise"]
 
     # Each control shows where the focus is.
     for control in order:
@@ -397,11 +397,11 @@ def test_the_keyboard_alone_reaches_and_uses_every_control(page, tmp_path, heldo
     data, label = png_of(heldout_digits, KEYED)
     digit_file = tmp_path / "digit.png"
     digit_file.write_bytes(data)
-    press(page, Keys.TAB, Keys.TAB, Keys.TAB)
+    press(page, Keys.TAB, Keys.TAB, Keys.TAB, Keys.TAB)
     assert focused_id(page) == "file"
     new_result(page, lambda: page.switch_to.active_element.send_keys(str(digit_file)))
     assert_full_result(page, label)
-    press(page, Keys.TAB, Keys.TAB)
+    press(page, Keys.TAB)
     assert focused_id(page) == "recognise"
     new_result(page, lambda: press(page, Keys.ENTER))
     assert_full_result(page, label)
