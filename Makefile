@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 5000
 
-.PHONY: run serve test test-fast lint train evaluate predict clean
+.PHONY: run serve test test-fast lint train calibrate evaluate predict clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,12 @@ lint: $(VENV)/.installed-dev
 train: $(VENV)/.installed
 	$(BIN)/python -m training.train $(ARGS)
 
-evaluate: $(VENV)/.installed
+# The temperature and the non-digit head of the weights in weights/ (training runs it too).
+calibrate: $(VENV)/.installed
+	$(BIN)/python -m training.calibrate $(ARGS)
+
+# The reliability diagram needs matplotlib, from the test tools.
+evaluate: $(VENV)/.installed-dev
 	$(BIN)/python -m training.evaluate $(ARGS)
 
 # make predict ARGS="scans/ --out predictions.csv"

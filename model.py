@@ -85,6 +85,9 @@ class WeightsCard:
     raw: dict
     onnx_sha256: str | None = None  # of the ONNX export beside the weights, when there is one
     int8_sha256: str | None = None  # of its int8 quantized form, when there is one
+    # Divides the logits before the softmax so that confidence means what it says; fitted on
+    # held-out digits by ``training.calibrate`` (1: not calibrated).
+    temperature: float = 1.0
 
     @classmethod
     def read(cls, weights: Path) -> WeightsCard:
@@ -98,11 +101,29 @@ class WeightsCard:
                 raw=raw,
                 onnx_sha256=raw.get("onnx_sha256"),
                 int8_sha256=raw.get("onnx_int8_sha256"),
+                temperature=positive(raw.get("temperature", 1.0), "temperature"),
             )
         except FileNotFoundError:
             raise WeightsError(f"weights card {path} is missing; training writes it") from None
         except (ValueError, KeyError, TypeError) as error:
             raise WeightsError(f"weights card {path} is not valid: {error}") from None
+
+
+def positive(value: object, name: str) -> float:
+    """``value`` as a positive finite float; ``ValueError`` otherwise."""
+    number = float(value)  # type: ignore[arg-type]
+    if not np.isfinite(number) or number <= 0:
+        raise ValueError(f"{name} must be a positive number, not {value!r}")
+    return number
+
+
+@dataclass(frozen=True)
+class NetworkOutputs:
+    """One run of the network over a batch: a row per input."""
+
+    logits: np.ndarray  # (N, NUM_CLASSES)
+    probabilities: np.ndarray  # (N, NUM_CLASSES) float64: softmax of logits / temperature
+    features: np.ndarray | None  # (N, K): what the last layer read; None for older exports
 
 
 def read_checked(path: Path, recorded: str, expected: str | None = None) -> bytes:
@@ -178,13 +199,28 @@ class DigitClassifier:
     def sha256(self) -> str:
         return self.card.sha256
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        """Class probabilities (softmax of the logits) for a batch of normalised images."""
+    @property
+    def temperature(self) -> float:
+        return self.card.temperature
+
+    def run(self, batch: np.ndarray) -> NetworkOutputs:
+        """Logits, calibrated probabilities and features for a batch of normalised images."""
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         if batch.ndim != 1 + len(INPUT_SHAPE) or tuple(batch.shape[1:]) != INPUT_SHAPE:
             expected = ", ".join(map(str, ("N", *INPUT_SHAPE)))
             raise ValueError(f"expected a batch shaped ({expected}), got {tuple(batch.shape)}")
-        return softmax(self.runner(batch).astype(np.float32, copy=False))
+        logits, *rest = self.runner(batch)
+        logits = logits.astype(np.float32, copy=False)
+        features = rest[0].astype(np.float32, copy=False) if rest else None
+        # In float64, so that a probability just below 1 is not rounded to exactly 1.
+        probabilities = softmax(logits.astype(np.float64) / self.temperature)
+        return NetworkOutputs(logits, probabilities, features)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """Class probabilities for a batch of normalised images: the softmax of the logits
+        divided by the card's temperature, so that a confidence of 0.9 is right nine times
+        in ten."""
+        return self.run(batch).probabilities
 
     def release(self) -> None:
         """Free the network's memory, including cached CUDA blocks."""

@@ -13,6 +13,7 @@ from torch import nn
 
 from model import WeightsError, card_path, int8_path, onnx_path
 from network.architectures import build_network
+from network.features import with_features
 from runtime.backends import build_runner, build_runner_or_eager, export_onnx
 from runtime.files import file_sha256, write_atomically
 from runtime.onnx_session import ArrayRunner
@@ -23,7 +24,8 @@ def save_weights(network: nn.Module, path: Path, card: dict,
                  calibration: np.ndarray | None = None) -> None:
     """Save the ``state_dict``, its ONNX export and the JSON card recording their sha256s.
 
-    The export is checked against the network's own logits before it is
+    The export is of the served form (``network.features``): logits and features.
+    It is checked against the network's own logits before it is
     written (``runtime.backends.check_runner``). With ``calibration`` inputs
     (training digits) its int8 form is written too (``runtime.quantize``).
     Each file is written atomically; the card last, so a reader never sees a
@@ -33,21 +35,22 @@ def save_weights(network: nn.Module, path: Path, card: dict,
     on_cpu = build_network(card["architecture"])
     on_cpu.load_state_dict(state)
     on_cpu.eval()
-    build_runner(on_cpu, "onnx", torch.device("cpu"), threads=1)  # raises if it disagrees
+    served = with_features(on_cpu)
+    build_runner(served, "onnx", torch.device("cpu"), threads=1)  # raises if it disagrees
     # Saved through memory: torch.save names the archive inside after the file it writes
     # to, and a temporary file's random name would make equal weights hash differently.
     buffer = io.BytesIO()
     torch.save(state, buffer)
     write_atomically(path, buffer.getvalue())
     exported = onnx_path(path)
-    write_atomically(exported, export_onnx(on_cpu))
+    write_atomically(exported, export_onnx(served))
     card = {**card, "weights": path.name, "sha256": file_sha256(path),
             "onnx": exported.name, "onnx_sha256": file_sha256(exported)}
     if calibration is not None:
         from runtime.quantize import quantize_int8
 
         quantized = int8_path(path)
-        write_atomically(quantized, quantize_int8(export_onnx(on_cpu), calibration))
+        write_atomically(quantized, quantize_int8(export_onnx(served), calibration))
         card.update(onnx_int8=quantized.name, onnx_int8_sha256=file_sha256(quantized),
                     int8_calibration_digits=len(calibration))
     write_atomically(card_path(path), json.dumps(card, indent=2) + "\n")
@@ -69,16 +72,18 @@ def load_network(data: bytes, architecture: str, device: str, name: str = "weigh
 
 def torch_runner(network: nn.Module, backend: str, device: str,
                  threads: int) -> tuple[ArrayRunner, str]:
-    """An array runner for ``network`` on a torch backend, and the backend's name.
+    """An array runner for ``network``'s served form (logits and features) on a torch backend,
+    and the backend's name.
 
     A backend that cannot be built here falls back to eager mode (logged).
     """
     limit_threads(threads)
-    runner, used = build_runner_or_eager(network, backend, torch.device(device), threads)
+    served = with_features(network)
+    runner, used = build_runner_or_eager(served, backend, torch.device(device), threads)
 
-    def run(batch: np.ndarray) -> np.ndarray:
+    def run(batch: np.ndarray) -> tuple[np.ndarray, ...]:
         with torch.inference_mode():
-            logits = runner(torch.from_numpy(batch).to(device))
-            return logits.float().cpu().numpy()
+            outputs = runner(torch.from_numpy(batch).to(device))
+            return tuple(output.float().cpu().numpy() for output in outputs)
 
     return run, used

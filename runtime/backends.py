@@ -22,7 +22,8 @@ from torch import nn
 from runtime.backend_names import check_backend_name
 from runtime.onnx_session import CPU_PROVIDERS, onnx_session, session_runner
 
-Runner = Callable[[torch.Tensor], torch.Tensor]
+# A runner answers what the network answers: its logits, or a tuple of outputs.
+Runner = Callable[[torch.Tensor], torch.Tensor | tuple[torch.Tensor, ...]]
 # Compiled runners may reorder floating-point sums; anything beyond this is a real difference.
 LOGIT_TOLERANCE = 1e-3
 
@@ -53,8 +54,10 @@ def onnx_runner(network: nn.Module, device: torch.device, threads: int) -> Runne
         providers = [("CUDAExecutionProvider", {"device_id": device.index or 0}), *CPU_PROVIDERS]
     run_arrays = session_runner(onnx_session(export_onnx(network), threads, providers))
 
-    def run(batch: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(run_arrays(batch.detach().cpu().numpy())).to(batch.device)
+    def run(batch: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        outputs = tuple(torch.from_numpy(output).to(batch.device)
+                        for output in run_arrays(batch.detach().cpu().numpy()))
+        return outputs[0] if len(outputs) == 1 else outputs
 
     run.session = run_arrays.session  # for inspection: its options show the thread count
     return run
@@ -134,13 +137,23 @@ def check_runner(runner: Runner, network: nn.Module, device: torch.device) -> No
     """Raise ``BackendError`` unless ``runner`` gives the eager network's logits."""
     with torch.inference_mode():
         for batch in probe_batches(network, device):
-            expected, actual = network(batch), runner(batch)
-            if actual.shape != expected.shape:
-                shapes = f"{tuple(actual.shape)} instead of {tuple(expected.shape)}"
-                raise BackendError(f"the runner's output has the shape {shapes}")
-            difference = float((actual.float() - expected).abs().max())
-            if difference > LOGIT_TOLERANCE:
-                raise BackendError(f"logits differ from eager mode by up to {difference:.2e}")
+            expected, actual = as_outputs(network(batch)), as_outputs(runner(batch))
+            if len(actual) != len(expected):
+                raise BackendError(f"the runner gives {len(actual)} outputs, "
+                                   f"not {len(expected)}")
+            for want, got in zip(expected, actual, strict=True):
+                if got.shape != want.shape:
+                    shapes = f"{tuple(got.shape)} instead of {tuple(want.shape)}"
+                    raise BackendError(f"the runner's output has the shape {shapes}")
+                difference = float((got.float() - want).abs().max())
+                if difference > LOGIT_TOLERANCE:
+                    raise BackendError(f"outputs differ from eager mode by up to "
+                                       f"{difference:.2e}")
+
+
+def as_outputs(answer: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """A network's answer as a tuple of outputs, however many it has."""
+    return answer if isinstance(answer, tuple) else (answer,)
 
 
 def build_runner(network: nn.Module, backend: str, device: torch.device,

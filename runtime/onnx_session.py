@@ -7,8 +7,9 @@ from collections.abc import Callable
 import numpy as np
 import onnxruntime
 
-# A runner maps a float32 batch to the network's logits, both NumPy arrays.
-ArrayRunner = Callable[[np.ndarray], np.ndarray]
+# A runner maps a float32 batch to the network's outputs, NumPy arrays: the served
+# network's are its logits and its features (``network.features``).
+ArrayRunner = Callable[[np.ndarray], tuple[np.ndarray, ...]]
 CPU_PROVIDERS = ["CPUExecutionProvider"]
 
 
@@ -23,12 +24,11 @@ def onnx_session(model: bytes, threads: int, providers: list | None = None
 
 
 def session_runner(session: onnxruntime.InferenceSession) -> ArrayRunner:
-    """The session as a function from a float32 batch to logits."""
+    """The session as a function from a float32 batch to its outputs, in the graph's order."""
     input_name = session.get_inputs()[0].name
 
-    def run(batch: np.ndarray) -> np.ndarray:
-        (logits,) = session.run(None, {input_name: batch})
-        return logits
+    def run(batch: np.ndarray) -> tuple[np.ndarray, ...]:
+        return tuple(session.run(None, {input_name: batch}))
 
     run.session = session  # for inspection: its options show the thread count
     return run

@@ -1,17 +1,19 @@
 """The one chain every prediction goes through.
 
-    decode -> preprocess -> batch -> infer -> unbatch -> encode
+    decode -> preprocess -> batch -> infer -> assess -> unbatch -> [explain] -> encode
 
 The JSON API, the no-JavaScript page, the batch tool and the benchmarks all
 call it. Each stage is a small function that can be tested alone (decode is
 ``imaging.decode.decode_upload``, preprocess is
-``imaging.preprocess.preprocess_image``). ``Chain`` runs them in order and lets
+``imaging.preprocess.preprocess_image``, assess is ``serving.trust.assess``,
+explain, run only when asked for, is ``serving.explain``). ``Chain`` runs them in order and lets
 its owner wrap every stage from outside (timing, metrics) through ``wrap``, so
 the stages themselves only do their one job. None of it knows HTTP.
 
     prepare(data)            decode -> preprocess, one upload at a time
-    predict(classifier, ps)  batch -> infer -> unbatch, all prepared uploads at once
-    run(classifier, uploads) both, then encode; an upload that fails keeps its own error
+    predict(classifier, ps)  batch -> infer -> assess -> unbatch, all prepared uploads at once
+    run(classifier, uploads) both, then (explain and) encode; an upload that fails keeps its
+                             own error
 """
 
 from __future__ import annotations
@@ -29,10 +31,13 @@ from imaging.decode import DEFAULT_LIMITS, DEFAULT_MAX_PIXELS, DecodeLimits, dec
 from imaging.errors import PreprocessError
 from imaging.normalise import PreparedDigit
 from imaging.preprocess import preprocess_image
-from model import DigitClassifier
+from model import DigitClassifier, NetworkOutputs
 from serving.batching import DynamicBatcher
+from serving.explain import heatmap_image, occlusion_map
+from serving.trust import SURE, Doubt, assess_outputs
 
-STAGES = ("decode", "preprocess", "batch", "infer", "unbatch", "encode")
+# The stages every prediction goes through, in order; "explain" runs before "encode" when asked.
+STAGES = ("decode", "preprocess", "batch", "infer", "assess", "unbatch", "encode")
 
 # Wraps one stage: given its name and function, returns the function to call instead.
 StageWrapper = Callable[[str, Callable[..., Any]], Callable[..., Any]]
@@ -43,8 +48,10 @@ class Prediction:
     """The network's answer for one image."""
 
     digit: int
-    confidence: float
+    confidence: float  # calibrated: the softmax of the logits over the card's temperature
     probabilities: list[float]
+    uncertain: bool = False
+    reason: str | None = None  # one of serving.trust.REASONS when uncertain
 
 
 def batch(prepared: Sequence[PreparedDigit]) -> np.ndarray:
@@ -52,42 +59,77 @@ def batch(prepared: Sequence[PreparedDigit]) -> np.ndarray:
     return np.stack([item.model_input for item in prepared])
 
 
-def infer(classifier: DigitClassifier, inputs: np.ndarray) -> np.ndarray:
-    """One run of the network over a batch: class probabilities, a row per input."""
-    return classifier.predict(inputs)
+def infer(classifier: DigitClassifier, inputs: np.ndarray) -> NetworkOutputs:
+    """One run of the network over a batch: logits, calibrated probabilities and features."""
+    return classifier.run(inputs)
 
 
-def unbatch(probabilities: np.ndarray) -> list[Prediction]:
-    """A batch's probabilities -> one ``Prediction`` per input, in order."""
-    return [prediction_from(row) for row in probabilities]
+def assess(classifier: DigitClassifier, outputs: NetworkOutputs) -> list[Doubt]:
+    """Whether each answer of a batch is uncertain, and why (``serving.trust``)."""
+    return assess_outputs(classifier, outputs)
 
 
-def prediction_from(probabilities: np.ndarray) -> Prediction:
-    """The digit, its confidence and all ten probabilities from one output row."""
+def unbatch(outputs: NetworkOutputs, doubts: Sequence[Doubt] | None = None) -> list[Prediction]:
+    """A batch's outputs -> one ``Prediction`` per input, in order."""
+    doubts = doubts or [SURE] * len(outputs.probabilities)
+    return [prediction_from(row, doubt)
+            for row, doubt in zip(outputs.probabilities, doubts, strict=True)]
+
+
+def prediction_from(probabilities: np.ndarray, doubt: Doubt = SURE) -> Prediction:
+    """The digit, its confidence, all ten probabilities and any doubt from one output row."""
     digit = int(probabilities.argmax())
     return Prediction(
         digit=digit,
         confidence=float(probabilities[digit]),
-        probabilities=[round(float(p), 6) for p in probabilities],
+        probabilities=[honestly_rounded(float(p)) for p in probabilities],
+        uncertain=doubt.uncertain,
+        reason=doubt.reason,
     )
 
 
-def encode(prediction: Prediction, prepared: PreparedDigit | None = None) -> dict[str, object]:
-    """The JSON body for a prediction; with ``prepared``, also the 28x28 model input."""
+DECIMALS = 6  # probabilities are answered to six decimals
+BELOW_ONE = 1 - 10**-DECIMALS
+
+
+def honestly_rounded(probability: float) -> float:
+    """``probability`` to ``DECIMALS`` decimals, but never rounded up to a certainty it is not:
+    anything below 1 stays below 1."""
+    rounded = round(probability, DECIMALS)
+    return BELOW_ONE if rounded >= 1.0 and probability < 1.0 else rounded
+
+
+def explain(classifier: DigitClassifier, prepared: PreparedDigit,
+            prediction: Prediction) -> str:
+    """Which input pixels pushed the answer, as a PNG data URL (``serving.explain``)."""
+    change = occlusion_map(classifier, prepared.model_input, prediction.digit)
+    return png_data_url(heatmap_image(change))
+
+
+def encode(prediction: Prediction, prepared: PreparedDigit | None = None,
+           explanation: str | None = None) -> dict[str, object]:
+    """The JSON body for a prediction; with ``prepared``, also the 28x28 model input, and with
+    ``explanation``, the heatmap of what pushed the answer."""
     body: dict[str, object] = {
         "prediction": prediction.digit,
-        "confidence": round(prediction.confidence, 6),
+        "confidence": honestly_rounded(prediction.confidence),
         "probabilities": prediction.probabilities,
+        "uncertain": prediction.uncertain,
     }
+    if prediction.uncertain:
+        body["reason"] = prediction.reason
     if prepared is not None:
         body["input_image"] = png_data_url(prepared.image)
+    if explanation is not None:
+        body["explanation"] = explanation
     return body
 
 
-def png_data_url(image: np.ndarray) -> str:
-    """A uint8 grayscale array as a ``data:image/png;base64,...`` URL."""
+def png_data_url(image: np.ndarray | Image.Image) -> str:
+    """A uint8 grayscale array (or a Pillow image) as a ``data:image/png;base64,...`` URL."""
+    picture = image if isinstance(image, Image.Image) else Image.fromarray(image, mode="L")
     buffer = io.BytesIO()
-    Image.fromarray(image, mode="L").save(buffer, format="PNG")
+    picture.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -121,7 +163,9 @@ class Chain:
         self.preprocess = wrap("preprocess", preprocess_image)
         self.batch = wrap("batch", batch)
         self.infer = wrap("infer", infer)
+        self.assess = wrap("assess", assess)
         self.unbatch = wrap("unbatch", unbatch)
+        self.explain = wrap("explain", explain)
         self.encode = wrap("encode", encode)
 
     def prepare(self, data: bytes) -> PreparedDigit:
@@ -130,8 +174,8 @@ class Chain:
 
     def predict(self, classifier: DigitClassifier,
                 prepared: Sequence[PreparedDigit]) -> list[Prediction]:
-        """batch -> infer -> unbatch for prepared uploads, through the network as one batch
-        (with other requests' inputs too, when dynamic batching is on)."""
+        """batch -> infer -> assess -> unbatch for prepared uploads, through the network as
+        one batch (with other requests' inputs too, when dynamic batching is on)."""
         if not prepared:
             return []
         if self.batcher is not None:
@@ -140,15 +184,16 @@ class Chain:
 
     def predict_now(self, classifier: DigitClassifier,
                     prepared: Sequence[PreparedDigit]) -> list[Prediction]:
-        """batch -> infer -> unbatch, at once, for exactly these inputs."""
-        return self.unbatch(self.infer(classifier, self.batch(prepared)))
+        """batch -> infer -> assess -> unbatch, at once, for exactly these inputs."""
+        outputs = self.infer(classifier, self.batch(prepared))
+        return self.unbatch(outputs, self.assess(classifier, outputs))
 
     def run(self, classifier: DigitClassifier, uploads: Sequence[bytes],
-            include_input: bool = False) -> list[Outcome]:
+            include_input: bool = False, explained: bool = False) -> list[Outcome]:
         """Every upload through the whole chain; each outcome in the order sent.
 
         An upload that cannot be read gets its ``PreprocessError`` as its outcome
-        and the others are still answered.
+        and the others are still answered. ``explained`` adds each answer's heatmap.
         """
         outcomes: list[Outcome | PreparedDigit] = []
         for data in uploads:
@@ -158,8 +203,13 @@ class Chain:
                 outcomes.append(error)
         prepared = [item for item in outcomes if isinstance(item, PreparedDigit)]
         predictions = iter(self.predict(classifier, prepared))
-        return [
-            self.encode(next(predictions), item if include_input else None)
-            if isinstance(item, PreparedDigit) else item
-            for item in outcomes
-        ]
+        answers: list[Outcome] = []
+        for item in outcomes:
+            if not isinstance(item, PreparedDigit):
+                answers.append(item)
+                continue
+            prediction = next(predictions)
+            explanation = self.explain(classifier, item, prediction) if explained else None
+            answers.append(self.encode(prediction, item if include_input else None,
+                                       explanation))
+        return answers

@@ -13,11 +13,21 @@ const canvas = document.getElementById("pad");
 const penMarker = document.getElementById("pen");
 const context = canvas.getContext("2d");
 const predictUrl = form.dataset.predictUrl;
+const explainToggle = document.getElementById("explain");
 
 // ---- Showing results ------------------------------------------------------
 
+// One decimal, but never "100.0%" for a probability below 1 (0.9996 shows 99.9%).
 function percent(value) {
-  return `${(value * 100).toFixed(1)}%`;
+  let tenths = Math.round(value * 1000);
+  if (tenths >= 1000 && value < 1) tenths = 999;
+  return `${(tenths / 10).toFixed(1)}%`;
+}
+
+function reasonWords(reason) {
+  const words = document.getElementById("reasons-template").content
+    .querySelector(`[data-reason="${reason}"]`);
+  return words ? words.textContent : reason;
 }
 
 // Server messages are lower-case phrases; the page shows them as sentences.
@@ -34,9 +44,21 @@ function showResult(body, milliseconds) {
   const verdict = cloneTemplate("verdict-template");
   verdict.querySelector("#prediction").textContent = String(body.prediction);
   verdict.querySelector("#confidence strong").textContent = percent(body.confidence);
+  if (body.uncertain) {
+    verdict.querySelector(".verdict").classList.add("unsure");
+    verdict.querySelector("#verdict-label").textContent = "Best guess";
+    const doubt = verdict.querySelector("#doubt");
+    doubt.textContent = `Not sure: ${reasonWords(body.reason)}.`;
+    doubt.hidden = false;
+  }
 
   const more = cloneTemplate("details-template");
   more.querySelector("#input-image").src = body.input_image;
+  if (body.explanation) {
+    more.querySelector("#explanation").src = body.explanation;
+    more.querySelector("#explanation").hidden = false;
+    more.querySelector("#legend").hidden = false;
+  }
   const timing = more.querySelector("#timing");
   timing.textContent = `Answered in ${Math.round(milliseconds)} ms`;
   timing.hidden = false;
@@ -87,6 +109,8 @@ function bringResultIntoView() {
 let inFlight = null;
 // What the shown result is about: "drawing" or "image".
 let shownSource = null;
+// The last picture sent, asked again when "Show why" is switched.
+let lastAsked = null;
 
 function cancelRequest() {
   if (inFlight) {
@@ -112,8 +136,10 @@ async function recognise(blob, filename, source) {
   const upload = new FormData();
   upload.append("file", blob, filename);
   const started = performance.now();
+  lastAsked = { blob, filename, source };
+  const url = explainToggle.checked ? `${predictUrl}?explain=1` : predictUrl;
   try {
-    const response = await fetch(predictUrl, {
+    const response = await fetch(url, {
       method: "POST",
       body: upload,
       signal: request.controller.signal,
@@ -424,6 +450,9 @@ function start() {
   for (const element of document.querySelectorAll(".js-only")) element.hidden = false;
 
   form.addEventListener("submit", onSubmit);
+  explainToggle.addEventListener("change", () => {
+    if (lastAsked && shownSource) recognise(lastAsked.blob, lastAsked.filename, lastAsked.source);
+  });
   fileInput.addEventListener("change", onFileChosen);
   preview.addEventListener("error", () => { preview.hidden = true; }); // not a picture the browser shows
   document.addEventListener("dragenter", onDragOver);

@@ -237,9 +237,9 @@ def test_a_full_batch_goes_through_the_network_once(app, heldout_digits, monkeyp
     images, labels = heldout_digits
     classifier = app.extensions["model_slot"].current
     batches = []
-    predict = classifier.predict
-    monkeypatch.setattr(classifier, "predict", lambda batch: batches.append(len(batch))
-                        or predict(batch))
+    run = classifier.run
+    monkeypatch.setattr(classifier, "run", lambda batch: batches.append(len(batch))
+                        or run(batch))
     files = [(encode_image(paper_digit(images[i])), f"{i}.png") for i in range(0, 320, 5)]
     results = post_files(app.test_client(), files).get_json()["results"]
     assert batches == [64]

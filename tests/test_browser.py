@@ -24,6 +24,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
 
 from app import create_app
+from serving.trust import REASONS
+from training.nondigits import nondigit_pictures
 
 pytestmark = pytest.mark.slow  # a real browser
 
@@ -118,15 +120,21 @@ def as_sentence(message: str) -> str:
     return message[0].upper() + message[1:] + ("" if message[-1] in ".!?" else ".")
 
 
+def shown_percent(value: float) -> str:
+    """How the page shows a probability: one decimal, never 100.0% below 1."""
+    tenths = round(value * 1000)
+    return f"{(999 if tenths >= 1000 and value < 1 else tenths) / 10:.1f}%"
+
+
 def assert_full_result(driver: WebDriver, digit: int) -> None:
     """The digit alone in #prediction, its confidence, ten bars, the model's input, the time."""
     assert text_of(driver, "prediction") == str(digit)
-    confidence = float(re.fullmatch(r"Confidence (\d+\.\d)%", text_of(driver, "confidence"))[1])
+    assert re.fullmatch(r"Confidence \d+\.\d%", text_of(driver, "confidence"))
     meters = driver.find_elements(By.CSS_SELECTOR, "#probabilities meter")
     values = [float(meter.get_attribute("value")) for meter in meters]
     assert len(values) == 10
     assert max(values) == values[digit]
-    assert confidence == pytest.approx(values[digit] * 100, abs=0.051)
+    assert text_of(driver, "confidence") == f"Confidence {shown_percent(values[digit])}"
     assert sum(values) == pytest.approx(1.0, abs=1e-3)
     (top,) = driver.find_elements(By.CSS_SELECTOR, "#probabilities li.top")
     assert top.find_element(By.CLASS_NAME, "digit").text == str(digit)
@@ -211,6 +219,34 @@ def test_a_broken_file_is_explained_in_plain_words(page, server, tmp_path):
     assert not page.find_elements(By.ID, "probabilities")
     assert not page.find_element(By.ID, "preview").is_displayed()
     screenshot(page, "desktop-error")
+
+
+def test_a_non_digit_is_a_guess_in_words_and_show_why_draws_the_heatmap(page, tmp_path,
+                                                                         heldout_digits):
+    star = tmp_path / "star.png"
+    star.write_bytes(encode_image(nondigit_pictures("objects", 1, "measure")[0]))
+    new_result(page, lambda: page.find_element(By.ID, "file").send_keys(str(star)))
+    assert text_of(page, "verdict-label") == "Best guess"
+    assert text_of(page, "doubt") == f"Not sure: {REASONS['not_a_digit']}."
+    assert not page.find_element(By.ID, "explanation").is_displayed()
+    screenshot(page, "desktop-not-a-digit")
+
+    data, label = png_of(heldout_digits, UPLOADED)
+    digit_file = tmp_path / "digit.png"
+    digit_file.write_bytes(data)
+    new_result(page, lambda: page.find_element(By.ID, "file").send_keys(str(digit_file)))
+    assert not page.find_element(By.ID, "doubt").is_displayed()
+    # Switching "Show why" on asks again for the picture shown, with its heatmap.
+    new_result(page, lambda: page.find_element(By.ID, "explain").click())
+    assert_full_result(page, label)
+    heatmap = page.find_element(By.ID, "explanation")
+    assert heatmap.is_displayed()
+    assert heatmap.get_attribute("src").startswith("data:image/png;base64,")
+    assert page.execute_script("return arguments[0].naturalWidth", heatmap) == 28
+    seen = page.find_element(By.ID, "input-image")
+    assert heatmap.rect == seen.rect  # drawn exactly over the model's input
+    assert "pushed towards the answer" in text_of(page, "legend")
+    screenshot(page, "desktop-explained")
 
 
 # ---- Drawing -----------------------------------------------------------------
@@ -310,10 +346,10 @@ def focused_id(driver: WebDriver) -> str:
 
 def test_the_keyboard_alone_reaches_and_uses_every_control(page, tmp_path, heldout_digits):
     order = []
-    for _ in range(6):
+    for _ in range(7):
         press(page, Keys.TAB)
         order.append(focused_id(page))
-    assert order == ["pad", "undo", "clear", "predict", "file", "recognise"]
+    assert order == ["pad", "undo", "clear", "predict", "explain", "file", "recognise"]
 
     # Each control shows where the focus is.
     for control in order:
@@ -323,7 +359,7 @@ def test_the_keyboard_alone_reaches_and_uses_every_control(page, tmp_path, heldo
         assert outline[0] != "none" and float(outline[1].removesuffix("px")) >= 2, control
 
     # Draw a 1 with the keyboard pen: up to the top, pen down, down the pad, pen up.
-    press_back(page, 5)
+    press_back(page, 6)
     assert focused_id(page) == "pad"
     assert page.find_element(By.ID, "pen").is_displayed()
     press(page, *[Keys.ARROW_UP] * 14, Keys.SPACE)
@@ -361,7 +397,7 @@ def test_the_keyboard_alone_reaches_and_uses_every_control(page, tmp_path, heldo
     data, label = png_of(heldout_digits, KEYED)
     digit_file = tmp_path / "digit.png"
     digit_file.write_bytes(data)
-    press(page, Keys.TAB, Keys.TAB, Keys.TAB)
+    press(page, Keys.TAB, Keys.TAB, Keys.TAB, Keys.TAB)
     assert focused_id(page) == "file"
     new_result(page, lambda: page.switch_to.active_element.send_keys(str(digit_file)))
     assert_full_result(page, label)
@@ -373,9 +409,12 @@ def test_the_keyboard_alone_reaches_and_uses_every_control(page, tmp_path, heldo
 
 def test_controls_have_accessible_names_and_the_result_is_announced(page):
     names = {element_id: page.find_element(By.ID, element_id).accessible_name
-             for element_id in ("pad", "undo", "clear", "predict", "file", "recognise")}
+             for element_id in ("pad", "undo", "clear", "predict", "file", "explain",
+                                "recognise")}
     assert names == {"pad": "Drawing pad", "undo": "Undo", "clear": "Clear",
-                     "predict": "Predict", "file": "Image file", "recognise": "Recognise"}
+                     "predict": "Predict", "file": "Image file",
+                     "explain": "Show why: colour the pixels that pushed the answer",
+                     "recognise": "Recognise"}
     pad = page.find_element(By.ID, "pad")
     assert pad.aria_role in ("img", "image")  # Chromium reports ARIA 1.3's synonym
     assert "arrow keys move the pen" in text_of(page, pad.get_attribute("aria-describedby"))
@@ -497,7 +536,7 @@ def test_without_javascript_the_form_posts_and_the_server_shows_the_result(
     meters = driver.find_elements(By.CSS_SELECTOR, "#probabilities meter")
     values = [float(meter.get_attribute("value")) for meter in meters]
     assert len(values) == 10 and max(values) == values[label]
-    assert text_of(driver, "confidence") == f"Confidence {values[label] * 100:.1f}%"
+    assert text_of(driver, "confidence") == f"Confidence {shown_percent(values[label])}"
     (top,) = driver.find_elements(By.CSS_SELECTOR, "#probabilities li.top")
     assert top.find_element(By.CLASS_NAME, "digit").text == str(label)
     seen = driver.find_element(By.ID, "input-image")

@@ -7,9 +7,10 @@ from helpers import encode_image, paper_digit
 import folder_paths
 from imaging.errors import NoDigitError, NotAnImageError
 from imaging.normalise import INPUT_SHAPE, PreparedDigit, normalise_digit, to_model_input
-from model import DigitClassifier
+from model import DigitClassifier, NetworkOutputs
 from serving import chain
 from serving.chain import STAGES, Chain, Prediction
+from serving.trust import Doubt
 
 WEIGHTS = folder_paths.get_full_path("weights", "model.pt")
 
@@ -31,20 +32,30 @@ def test_batch_stacks_prepared_inputs_in_order(prepared):
     assert np.array_equal(inputs[2], prepared[2].model_input)
 
 
-def test_unbatch_gives_one_prediction_per_row():
+def test_unbatch_gives_one_prediction_per_row_with_its_doubt():
     rows = np.array([[0.1] * 9 + [0.1], [0.0] * 3 + [1.0] + [0.0] * 6], dtype=np.float32)
-    first, second = chain.unbatch(rows)
+    outputs = NetworkOutputs(logits=rows, probabilities=rows, features=None)
+    first, second = chain.unbatch(outputs, [Doubt(True, "low_confidence"), Doubt(False)])
     one_hot = [0.0] * 3 + [1.0] + [0.0] * 6
     assert second == Prediction(digit=3, confidence=1.0, probabilities=one_hot)
     assert first.digit == 0 and len(first.probabilities) == 10
+    assert first.uncertain and first.reason == "low_confidence"
 
 
 def test_encode_adds_the_model_input_only_when_asked(prepared):
     prediction = Prediction(digit=7, confidence=0.9876543, probabilities=[0.1] * 10)
     assert chain.encode(prediction) == {"prediction": 7, "confidence": 0.987654,
-                                        "probabilities": [0.1] * 10}
+                                        "probabilities": [0.1] * 10, "uncertain": False}
     with_input = chain.encode(prediction, prepared[0])
     assert with_input["input_image"].startswith("data:image/png;base64,")
+
+
+def test_encode_gives_the_reason_only_when_uncertain():
+    doubtful = Prediction(digit=1, confidence=0.4, probabilities=[0.1] * 10, uncertain=True,
+                          reason="not_a_digit")
+    body = chain.encode(doubtful)
+    assert body["uncertain"] is True and body["reason"] == "not_a_digit"
+    assert "reason" not in chain.encode(Prediction(7, 0.99, [0.1] * 10))
 
 
 def test_predict_answers_what_the_network_answers_on_the_same_batch(classifier, heldout_digits):

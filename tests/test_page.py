@@ -7,6 +7,8 @@ from html.parser import HTMLParser
 import pytest
 from helpers import encode_image, paper_digit, post_file_over_http, served_in_thread
 
+from serving.trust import REASONS
+from training.nondigits import nondigit_pictures
 from web.page import PAGE_POLICY
 
 # Elements without an end tag.
@@ -130,14 +132,51 @@ def test_form_post_without_javascript_renders_the_result(client, heldout_digits)
     assert len(values) == 10
     assert sum(values) == pytest.approx(1.0, abs=1e-3)
     assert max(values) == values[label]
-    assert page.text("confidence") == f"Confidence {values[label] * 100:.1f}%"
+    assert page.text("confidence") == f"Confidence {shown_percent(values[label])}"
     assert page.text("probabilities") == " ".join(
-        f"{digit} {value * 100:.1f}%" for digit, value in enumerate(values))
+        f"{digit} {shown_percent(value)}" for digit, value in enumerate(values))
+    assert page.text("verdict-label") == "The digit is"
+    assert "hidden" in page.find("p", id="doubt")[0]
+    assert "hidden" in page.find("img", id="explanation")[0]
     rows = page.find("li")
     assert [digit for digit, row in enumerate(rows) if row.get("class") == "top"] == [label]
     (image,) = page.find("img", id="input-image")
     assert image["src"].startswith("data:image/png;base64,")
     assert image["alt"]
+
+
+def shown_percent(value: float) -> str:
+    """How the page shows a probability: one decimal, never 100.0% below 1."""
+    tenths = round(value * 1000)
+    return f"{(999 if tenths >= 1000 and value < 1 else tenths) / 10:.1f}%"
+
+
+@pytest.mark.parametrize(("value", "shown"), [(1.0, "100.0%"), (0.9996, "99.9%"),
+                                              (0.99949, "99.9%"), (0.5, "50.0%"),
+                                              (0.00004, "0.0%")])
+def test_percentages_never_round_up_to_certainty(app, value, shown):
+    with app.app_context():
+        macros = app.jinja_env.get_template("_result.html").module
+        assert str(macros.percent(value)).strip() == shown
+    assert shown_percent(value) == shown
+
+
+def test_a_non_digit_is_answered_as_a_guess_in_plain_words(client):
+    picture = nondigit_pictures("textures", 1, "measure")[0]
+    page = parse(post_page(client, encode_image(picture)))
+    assert page.text("verdict-label") == "Best guess"
+    assert page.text("doubt") == f"Not sure: {REASONS['not_a_digit']}."
+
+
+def test_show_why_adds_the_heatmap_and_its_legend(client, heldout_digits):
+    data = encode_image(paper_digit(heldout_digits[0][3]))
+    response = client.post("/", data={"file": (io.BytesIO(data), "d.png"), "explain": "on"},
+                           content_type="multipart/form-data")
+    page = parse(response)
+    (heatmap,) = page.find("img", id="explanation")
+    assert heatmap["src"].startswith("data:image/png;base64,") and "hidden" not in heatmap
+    assert "pushed towards the answer" in page.text("legend")
+    assert "checked" in page.find("input", id="explain")[0]
 
 
 def test_form_post_with_a_broken_file_shows_the_error(client):

@@ -9,6 +9,7 @@ from PIL import Image
 
 import folder_paths
 from tools import predict
+from training.nondigits import nondigit_pictures
 
 
 @pytest.fixture
@@ -33,6 +34,7 @@ def folder(tmp_path, heldout_digits):
     (root / "notes.txt").write_text("not an image")
     (root / "blank.png").write_bytes(encode_image(Image.new("L", (64, 64), 255)))
     (root / ".cache" / "skipped.png").write_bytes(b"hidden files are skipped")
+    (root / "checks.png").write_bytes(encode_image(nondigit_pictures("textures", 1, "measure")[0]))
     return root, expected
 
 
@@ -48,12 +50,16 @@ def test_a_folder_of_good_broken_and_blank_files(folder, tmp_path):
                            "--no-progress"])
     assert status == 1  # some files got no prediction
     rows = {row["path"]: row for row in read_csv(out)}
-    assert list(read_csv(out)[0]) == ["path", "prediction", "confidence", "error"]
-    assert len(rows) == len(expected) + 3
+    assert list(read_csv(out)[0]) == ["path", "prediction", "confidence", "uncertain", "reason",
+                                      "error"]
+    assert len(rows) == len(expected) + 4
     for path, label in expected.items():
         assert rows[path]["error"] == ""
         assert int(rows[path]["prediction"]) == label
         assert 0.0 < float(rows[path]["confidence"]) <= 1.0
+        assert (rows[path]["uncertain"], rows[path]["reason"]) == ("False", "")
+    checks = rows[str(root / "checks.png")]
+    assert (checks["uncertain"], checks["reason"], checks["error"]) == ("True", "not_a_digit", "")
     assert rows[str(root / "broken.png")]["error"].startswith("not_an_image: ")
     assert rows[str(root / "notes.txt")]["error"].startswith("not_an_image: ")
     assert rows[str(root / "blank.png")]["error"].startswith("no_digit_found: ")

@@ -33,7 +33,7 @@ def test_not_ready_while_the_model_cannot_run(app, monkeypatch, caplog):
     def broken(_batch):
         raise RuntimeError("CUDA error: device lost")
 
-    monkeypatch.setattr(classifier, "predict", broken)
+    monkeypatch.setattr(classifier, "run", broken)
     answer = app.test_client().get("/readyz")
     assert answer.status_code == 503
     assert answer.json["error"] == {"status": 503, "code": "not_ready",
@@ -44,12 +44,12 @@ def test_not_ready_while_the_model_cannot_run(app, monkeypatch, caplog):
 
 def test_a_loaded_model_was_warmed_through_the_infer_stage(make_app, monkeypatch):
     batches = []
-    predict = model.DigitClassifier.predict
+    run = model.DigitClassifier.run
 
     def counting(self, batch):
         batches.append(tuple(batch.shape))
-        return predict(self, batch)
+        return run(self, batch)
 
-    monkeypatch.setattr(model.DigitClassifier, "predict", counting)
+    monkeypatch.setattr(model.DigitClassifier, "run", counting)
     make_app(BACKEND="eager")
     assert batches == [(1, 1, 28, 28)]

@@ -28,6 +28,7 @@ def test_train_runs_a_short_epoch_and_writes_weights_with_a_card(monkeypatch, tm
     assert card["validation_correct"] == round(accuracy * card["validation_digits"])
     assert "rotation" in card["augmentation"]
     assert "training.train" in card["command"]
+    assert card["temperature"] > 0 and card["trust"]["non_digit"]  # calibrated as it was saved
     assert "epoch 1: training loss" in capsys.readouterr().out
     assert DigitClassifier(weights, device="cpu").architecture == "bn-conv"
     assert not list((tmp_path / "weights").glob(".*")), "a temporary file was left behind"
@@ -37,7 +38,7 @@ def test_training_is_reproducible(monkeypatch, tmp_path):
     monkeypatch.setenv(folder_paths.BASE_PATH_ENV, str(tmp_path))
     for name in ("a.pt", "b.pt"):
         train.main(["--data", str(FIXTURE), "--epochs", "1", "--limit", "128", "--out", name,
-                    "--arch", "classic"])
+                    "--arch", "classic", "--no-calibrate"])
     weights = tmp_path / "weights"
     assert file_sha256(weights / "a.pt") == file_sha256(weights / "b.pt")
 
@@ -59,7 +60,7 @@ def test_train_reads_torchvision_mnist_files(monkeypatch, tmp_path):
         write_idx(raw / f"{split}-labels-idx1-ubyte", labels[part])
     monkeypatch.setenv(folder_paths.BASE_PATH_ENV, str(tmp_path))
     train.main(["--mnist-root", str(tmp_path / "mnist"), "--epochs", "1", "--limit", "64",
-                "--out", "mnist.pt"])
+                "--out", "mnist.pt", "--no-calibrate"])
     card = json.loads((tmp_path / "weights" / "mnist.json").read_text())
     assert card["validation_digits"] == 100
     assert "torchvision MNIST" in card["data"]

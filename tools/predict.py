@@ -8,9 +8,12 @@ Every file goes through the service's own chain (``serving.chain``): decoded
 and preprocessed exactly as an upload is, in DataLoader worker processes, then
 through the network in whole batches and encoded as the API answers. The
 output has one row per file, in the order found:
-``path,prediction,confidence,error``. A file that cannot be read, is not an
-image or holds no digit gets its row with ``error`` filled in (its error code,
-then the reason) and the run goes on. Hidden files and folders are skipped.
+``path,prediction,confidence,uncertain,reason,error``: ``uncertain`` is
+true when the answer should not be taken as a fact, and ``reason`` then says
+why (``not_a_digit`` or ``low_confidence``, as the API answers). A file
+that cannot be read, is not an image or holds no digit gets its row with
+``error`` filled in (its error code, then the reason) and the run goes on.
+Hidden files and folders are skipped.
 
 ``--shard K/N`` (0 <= K < N) predicts only the K-th of N contiguous blocks of
 that list, so N runs over the same paths (the pods of an Indexed Job, say)
@@ -44,7 +47,7 @@ from runtime.devices import DEFAULT_DEVICE, DEVICE_CHOICES
 from runtime.threads import limit_threads_in_worker
 from serving.chain import Chain
 
-CSV_COLUMNS = ("path", "prediction", "confidence", "error")
+CSV_COLUMNS = ("path", "prediction", "confidence", "uncertain", "reason", "error")
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,8 @@ class Row:
     path: str
     prediction: int | None = None
     confidence: float | None = None
+    uncertain: bool | None = None
+    reason: str | None = None
     error: str | None = None
 
 
@@ -152,7 +157,8 @@ def predict_files(classifier_factory: Callable[[], DigitClassifier], files: Sequ
                 yield Row(path, error=item)
             else:
                 body = chain.encode(next(answers))
-                yield Row(path, body["prediction"], body["confidence"])
+                yield Row(path, body["prediction"], body["confidence"], body["uncertain"],
+                          body.get("reason"))
         position += len(items)
         bar.update(len(items))
     bar.close()
@@ -166,7 +172,7 @@ def write_rows(rows: Iterator[Row], stream: TextIO, json_lines: bool) -> int:
         writer.writerow(CSV_COLUMNS)
     for row in rows:
         failed += row.error is not None
-        values = (row.path, row.prediction, row.confidence, row.error)
+        values = (row.path, row.prediction, row.confidence, row.uncertain, row.reason, row.error)
         if writer:
             writer.writerow(["" if value is None else value for value in values])
         else:

@@ -3,11 +3,16 @@
     python -m training.evaluate                     # the subset's 1,000 held-out digits
     python -m training.evaluate --digits FILE.npz   # every digit in FILE (e.g. a test fixture)
     python -m training.evaluate --weights other.pt --backend onnx
+    python -m training.evaluate --reliability training/results/reliability.png  # calibration, drawn
+    python -m training.evaluate --nondigits         # how well "not a digit" is told
 
 Each digit goes through ``imaging.normalise.normalise_digit``, as in training and as
 uploads do. The estimate comes with a 95% Wilson score interval: with 1,000
 digits, one more or one fewer mistake moves the accuracy by 0.1%, and the
 interval says how far the true accuracy could plausibly be from the estimate.
+The expected calibration error (15 bins) is printed before and after the
+card's temperature; ``--reliability`` draws both diagrams, and
+``--nondigits`` measures the "not a digit" check (``training.trust_report``).
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ import numpy as np
 
 import folder_paths
 from imaging.normalise import normalise_digit, to_model_input
-from model import DEFAULT_WEIGHTS, DigitClassifier
+from model import DEFAULT_WEIGHTS, DigitClassifier, softmax
 from runtime.backend_names import BACKENDS
+from training.calibrate import ECE_BINS, expected_calibration_error
 from training.data import default_subset, load_digits, split_subset
+from training.trust_report import draw_reliability, nondigit_report
 
 Z_95 = 1.959964  # the standard normal quantile for a two-sided 95% interval
 
@@ -81,6 +88,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--weights", default=DEFAULT_WEIGHTS, help="file name inside weights/")
     parser.add_argument("--backend", choices=BACKENDS, default="eager")
     parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--reliability", type=Path, metavar="PNG",
+                        help="draw the reliability diagrams before and after calibration here")
+    parser.add_argument("--nondigits", action="store_true",
+                        help="measure the not-a-digit check against generated non-digits "
+                             "(needs the subset and the Liberation fonts)")
     return parser.parse_args(argv)
 
 
@@ -97,6 +109,21 @@ def main(argv: list[str] | None = None) -> Accuracy:
     recorded = classifier.card.validation_accuracy
     if recorded is not None:
         print(f"its card records a validation accuracy of {recorded:.2%}")
+    logits = np.concatenate([
+        classifier.run(np.stack([to_model_input(normalise_digit(image))
+                                 for image in images[start : start + 500]])).logits
+        for start in range(0, len(images), 500)])
+    temperature = classifier.temperature
+    before = expected_calibration_error(softmax(logits), labels)
+    after = expected_calibration_error(softmax(logits / temperature), labels)
+    print(f"expected calibration error ({ECE_BINS} bins): {before:.4f} before, {after:.4f} "
+          f"after the card's temperature {temperature:g}")
+    if args.reliability:
+        draw_reliability(logits, labels, temperature, args.reliability)
+        print(f"wrote {args.reliability}")
+    if args.nondigits:
+        train, (held_images, _) = split_subset(*load_digits(args.data))
+        print(nondigit_report(classifier, train, held_images))
     return accuracy
 
 

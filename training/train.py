@@ -140,6 +140,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--out", default=DEFAULT_WEIGHTS, help="file name inside weights/")
+    parser.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=True,
+                        help="fit the temperature and the non-digit head afterwards "
+                             "(training.calibrate)")
     return parser.parse_args(argv)
 
 
@@ -198,6 +201,13 @@ def main(argv: list[str] | None = None) -> float:
     minutes = (time.monotonic() - started) / 60
     print(f"wrote {out} and {card_path(out).name}: validation accuracy {accuracy:.2%} "
           f"({correct}/{len(val_images)}) after {minutes:.1f} minutes of training")
+    if args.calibrate:
+        # Freshly trained weights come calibrated, by the same code `make calibrate` runs.
+        from training.calibrate import calibrate_weights
+
+        summary = calibrate_weights(out, (train_images, train_labels), (val_images, val_labels))
+        print(f"calibrated: temperature {summary['temperature']}, non-digit head fitted "
+              f"({summary['seconds']} s)")
     return accuracy
 
 

@@ -14,9 +14,11 @@ bp = Blueprint("api", __name__)
 def predict():
     """JSON prediction for the multipart ``file`` upload.
 
-    ``?input_image=1`` adds the 28x28 model input as a PNG data URL.
+    ``?input_image=1`` adds the 28x28 model input as a PNG data URL, ``?explain=1`` the
+    heatmap of which of its pixels pushed the answer.
     """
-    return jsonify(predict_upload(include_input=is_true(request.args.get("input_image"))))
+    return jsonify(predict_upload(include_input=is_true(request.args.get("input_image")),
+                                  explained=is_true(request.args.get("explain"))))
 
 
 @bp.get("/model")

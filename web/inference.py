@@ -84,8 +84,10 @@ def create_model_slot(config: Mapping[str, Any]) -> ModelSlot:
 
 
 def warm_up(classifier: DigitClassifier) -> None:
-    """One dummy batch through the chain's infer stage, so the first request pays no set-up."""
-    stages.infer(classifier, np.zeros((1, *INPUT_SHAPE), dtype=np.float32))
+    """One dummy batch through the chain's infer and assess stages, so the first request pays
+    no set-up (and a card whose trust policy cannot be read is refused here)."""
+    outputs = stages.infer(classifier, np.zeros((1, *INPUT_SHAPE), dtype=np.float32))
+    stages.assess(classifier, outputs)
 
 
 def combined(wrappers: Sequence[StageWrapper]) -> StageWrapper:
@@ -114,8 +116,9 @@ def follow_reloads() -> None:
     get_slot().follow()
 
 
-def predict_upload(include_input: bool = False) -> dict[str, object]:
-    """The request's ``file`` uploads through the chain, as one batch.
+def predict_upload(include_input: bool = False, explained: bool = False) -> dict[str, object]:
+    """The request's ``file`` uploads through the chain, as one batch; ``explained`` adds
+    each answer's heatmap.
 
     One file answers with its prediction, or raises its error. Several answer
     ``{"results": [...]}`` in the order sent, each a prediction or the error
@@ -123,7 +126,7 @@ def predict_upload(include_input: bool = False) -> dict[str, object]:
     """
     uploads = read_uploads(int(current_app.config["MAX_FILES"]))
     readable = [data for data in uploads if isinstance(data, bytes)]
-    outcomes = iter(get_chain().run(get_slot().current, readable, include_input))
+    outcomes = iter(get_chain().run(get_slot().current, readable, include_input, explained))
     answers = [next(outcomes) if isinstance(data, bytes) else data for data in uploads]
     if len(answers) == 1:
         if isinstance(answers[0], Exception):

@@ -22,6 +22,7 @@ from flask import Blueprint, jsonify
 import folder_paths
 from model import NUM_CLASSES
 from runtime.backend_names import BACKENDS
+from serving.trust import REASONS
 from web.docs import SWAGGER_UI_FILES
 from web.errors import ERROR_CODES
 from web.uploads import UPLOAD_FIELD
@@ -76,6 +77,11 @@ def swagger_ui_files() -> list[str]:
     return sorted(entry.name for entry in SWAGGER_UI_FILES.iterdir() if entry.is_file())
 
 
+EXPLAIN_PARAMETER = {"name": "explain", "in": "query", "required": False,
+                     "description": "`1`, `true`, `yes` or `on` adds each answer's"
+                                    " `explanation` (occlusion on the served network: it costs"
+                                    " about one batch of 169 images per upload)",
+                     "schema": {"type": "string"}}
 # What the upload endpoints can refuse an upload with.
 UPLOAD_ERRORS = ("missing_file", "empty_filename", "not_an_image", "bad_request",
                  "request_timeout", "payload_too_large", "image_too_large", "too_many_files",
@@ -101,17 +107,31 @@ SCHEMAS: dict[str, Schema] = {
     },
     "Prediction": {
         "type": "object",
-        "required": ["prediction", "confidence", "probabilities"],
+        "required": ["prediction", "confidence", "probabilities", "uncertain"],
         "properties": {
             "prediction": {"type": "integer", "minimum": 0, "maximum": NUM_CLASSES - 1},
-            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1,
+                           "description": "the prediction's calibrated probability (softmax"
+                                          " with the card's temperature)"},
             "probabilities": {"type": "array", "minItems": NUM_CLASSES,
                               "maxItems": NUM_CLASSES,
                               "items": {"type": "number", "minimum": 0, "maximum": 1},
                               "description": "every digit's probability, digit 0 first"},
+            "uncertain": {"type": "boolean",
+                          "description": "true: do not take the prediction as a fact;"
+                                         " `reason` says why"},
+            "reason": {"type": "string", "enum": list(REASONS),
+                       "description": "only when `uncertain`: "
+                                      + "; ".join(f"`{code}`: {words}"
+                                                  for code, words in REASONS.items())},
             "input_image": {"type": "string", "pattern": "^data:image/png;base64,",
                             "description": "with `?input_image=1`: the 28x28 picture the model"
                                            " saw"},
+            "explanation": {"type": "string", "pattern": "^data:image/png;base64,",
+                            "description": "with `?explain=1`: a 28x28 RGBA heatmap to lay"
+                                           " over `input_image`, red where a pixel pushed"
+                                           " towards the prediction, blue where it pushed"
+                                           " away, more opaque the more it mattered"},
         },
     },
     "Results": {
@@ -166,7 +186,9 @@ PATHS: dict[str, dict[str, Any]] = {
             "operationId": "pageResult",
             "requestBody": {"required": True, "content": {"multipart/form-data": {
                 "schema": {"type": "object", "required": [UPLOAD_FIELD], "properties": {
-                    UPLOAD_FIELD: {"type": "string", "format": "binary"}}}}}},
+                    UPLOAD_FIELD: {"type": "string", "format": "binary"},
+                    "explain": {"type": "string", "description": "the page's \"Show why\""
+                                " box: present (`on`) adds the heatmap"}}}}}},
             "responses": {"200": {"description": "the page with the prediction",
                                   "content": {HTML: {"schema": {"type": "string"}}}},
                           **html_answers(*UPLOAD_ERRORS)},
@@ -179,7 +201,7 @@ PATHS: dict[str, dict[str, Any]] = {
         "parameters": [{"name": "input_image", "in": "query", "required": False,
                         "description": "`1`, `true`, `yes` or `on` adds each image's 28x28"
                                        " model input as a PNG data URL",
-                        "schema": {"type": "string"}}],
+                        "schema": {"type": "string"}}, EXPLAIN_PARAMETER],
         "requestBody": {"required": True, "content": {"multipart/form-data": {
             "schema": {"type": "object", "required": [UPLOAD_FIELD], "properties": {
                 UPLOAD_FIELD: {"type": "array", "minItems": 1,
@@ -196,6 +218,7 @@ PATHS: dict[str, dict[str, Any]] = {
         "summary": "What the page's own script posts to: one image's prediction with its"
                    " 28x28 model input, never guarded by the API key",
         "operationId": "pagePredict",
+        "parameters": [EXPLAIN_PARAMETER],
         "requestBody": {"required": True, "content": {"multipart/form-data": {
             "schema": {"type": "object", "required": [UPLOAD_FIELD], "properties": {
                 UPLOAD_FIELD: {"type": "array", "minItems": 1,

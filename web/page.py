@@ -3,8 +3,10 @@ the route its script posts to."""
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, render_template
+from flask import Blueprint, jsonify, render_template, request
 
+from serving.trust import REASONS
+from web.config import is_true
 from web.errors import answer_error
 from web.inference import predict_upload
 
@@ -25,22 +27,32 @@ def index():
 @bp.post("/")
 def index_result():
     """The upload page with the result, for browsers without JavaScript."""
-    try:
-        result = predict_upload(include_input=True)
+    explained = False
+    try:  # reading the form may fail too (a malformed body): the page shows that as well
+        explained = is_true(request.form.get("explain"))
+        result = predict_upload(include_input=True, explained=explained)
     except Exception as error:
         api_error = answer_error(error)
-        return render_template("index.html", error=api_error), api_error.status
-    return render_template("index.html", result=result)
+        return (render_template("index.html", error=api_error, explained=explained),
+                api_error.status)
+    return render_template("index.html", result=result, explained=explained)
 
 
 @bp.post("/page/predict")
 def predict():
     """The page's own script: the JSON prediction with the model's input image.
 
-    It answers what ``POST /predict?input_image=1`` answers, but the API key
-    does not guard it, so the page works for its visitors (``web/auth.py``).
+    It answers what ``POST /predict?input_image=1`` answers (``?explain=1`` too), but the
+    API key does not guard it, so the page works for its visitors (``web/auth.py``).
     """
-    return jsonify(predict_upload(include_input=True))
+    return jsonify(predict_upload(include_input=True,
+                                  explained=is_true(request.args.get("explain"))))
+
+
+@bp.app_context_processor
+def reasons() -> dict[str, object]:
+    """Why an answer can be uncertain, in plain words, for the page to say."""
+    return {"reasons": REASONS}
 
 
 @bp.after_app_request
