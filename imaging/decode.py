@@ -37,6 +37,9 @@ PIXEL_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N
 # TIFF tags that declare the blocks libtiff allocates a buffer for, whatever the image's size.
 TIFF_BITS_PER_SAMPLE, TIFF_SAMPLES_PER_PIXEL, TIFF_ROWS_PER_STRIP = 258, 277, 278
 TIFF_TILE_WIDTH, TIFF_TILE_LENGTH = 322, 323
+# Where a reduced decoding notes the upright size of the upload itself (``image.info``),
+# so that what is found on the smaller copy can be told in the upload's own pixels.
+UPLOAD_SIZE_KEY = "upload_size"
 
 
 @dataclass(frozen=True)
@@ -80,11 +83,16 @@ def decode_upload(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
             # an animation opens on its first frame
             image = Image.open(io.BytesIO(data), formats=limits.formats)
             check_size(image, max_pixels, limits)
+            stored_size = image.size
             image.draft(image.mode, draft_request(image.size))  # only JPEG acts on it
             check_decoded_bytes(image, limits.max_decoded_bytes)
             image.load()
             finite_values(image)
+            decoded_size = image.size
             ImageOps.exif_transpose(image, in_place=True)
+            if decoded_size != stored_size:
+                turned = image.size != decoded_size  # a quarter turn swapped the sides
+                image.info[UPLOAD_SIZE_KEY] = stored_size[::-1] if turned else stored_size
             return image
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         raise ImageTooLargeError(

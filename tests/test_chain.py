@@ -9,7 +9,7 @@ from imaging.errors import NoDigitError, NotAnImageError
 from imaging.normalise import INPUT_SHAPE, PreparedDigit, normalise_digit, to_model_input
 from model import DigitClassifier
 from serving import chain
-from serving.chain import STAGES, Chain, Prediction
+from serving.chain import STAGES, Chain, Prediction, ReadDigit, Reading
 
 WEIGHTS = folder_paths.get_full_path("weights", "model.pt")
 
@@ -22,7 +22,9 @@ def classifier():
 @pytest.fixture(scope="module")
 def prepared(heldout_digits):
     images, _ = heldout_digits
-    return [Chain().prepare(encode_image(paper_digit(image))) for image in images[:3]]
+    segmentations = [Chain().prepare(encode_image(paper_digit(image))) for image in images[:3]]
+    assert all(len(s.candidates) == 1 for s in segmentations)  # one digit: one candidate
+    return [s.candidates[0].prepared for s in segmentations]
 
 
 def test_batch_stacks_prepared_inputs_in_order(prepared):
@@ -41,10 +43,25 @@ def test_unbatch_gives_one_prediction_per_row():
 
 def test_encode_adds_the_model_input_only_when_asked(prepared):
     prediction = Prediction(digit=7, confidence=0.9876543, probabilities=[0.1] * 10)
-    assert chain.encode(prediction) == {"prediction": 7, "confidence": 0.987654,
-                                        "probabilities": [0.1] * 10}
-    with_input = chain.encode(prediction, prepared[0])
+    reading = Reading([ReadDigit(prediction, prepared[0], (3, 4, 50, 60))])
+    assert chain.encode(reading) == {"prediction": 7, "confidence": 0.987654,
+                                     "probabilities": [0.1] * 10, "number": "7",
+                                     "digits": [{"value": 7, "confidence": 0.987654,
+                                                 "box": [3, 4, 50, 60]}]}
+    with_input = chain.encode(reading, include_input=True)
     assert with_input["input_image"].startswith("data:image/png;base64,")
+
+
+def test_encode_describes_the_surest_digit_at_the_top(prepared):
+    unsure = Prediction(digit=4, confidence=0.6, probabilities=[0.04] * 10)
+    sure = Prediction(digit=1, confidence=0.99, probabilities=[0.001] * 10)
+    reading = Reading([ReadDigit(unsure, prepared[0], (0, 0, 10, 20)),
+                       ReadDigit(sure, prepared[1], (12, 0, 20, 20))])
+    body = chain.encode(reading, include_input=True)
+    assert (body["prediction"], body["confidence"]) == (1, 0.99)
+    assert body["input_image"] == chain.png_data_url(prepared[1].image)
+    assert body["number"] == "41"
+    assert [d["box"] for d in body["digits"]] == [[0, 0, 10, 20], [12, 0, 20, 20]]
 
 
 def test_predict_answers_what_the_network_answers_on_the_same_batch(classifier, heldout_digits):
