@@ -101,7 +101,11 @@ SCHEMAS: dict[str, Schema] = {
     },
     "Prediction": {
         "type": "object",
-        "required": ["prediction", "confidence", "probabilities"],
+        "description": "An image's reading. `prediction`, `confidence`, `probabilities` and"
+                       " `input_image` describe one digit: for an image of one digit, that"
+                       " digit; for a number, the digit the model is surest of. `digits`"
+                       " and `number` give every digit found, left to right.",
+        "required": ["prediction", "confidence", "probabilities", "digits", "number"],
         "properties": {
             "prediction": {"type": "integer", "minimum": 0, "maximum": NUM_CLASSES - 1},
             "confidence": {"type": "number", "minimum": 0, "maximum": 1},
@@ -112,6 +116,23 @@ SCHEMAS: dict[str, Schema] = {
             "input_image": {"type": "string", "pattern": "^data:image/png;base64,",
                             "description": "with `?input_image=1`: the 28x28 picture the model"
                                            " saw"},
+            "digits": {"type": "array", "minItems": 1, "items": ref("Digit"),
+                       "description": "every digit found in the image, left to right"},
+            "number": {"type": "string", "pattern": "^[0-9]+$",
+                       "description": "the digits' values in order, e.g. `\"2024\"`"},
+        },
+    },
+    "Digit": {
+        "type": "object",
+        "required": ["value", "confidence", "box"],
+        "properties": {
+            "value": {"type": "integer", "minimum": 0, "maximum": NUM_CLASSES - 1},
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+            "box": {"type": "array", "minItems": 4, "maxItems": 4,
+                    "items": {"type": "integer", "minimum": 0},
+                    "description": "`[left, top, right, bottom]` around the digit's ink, in"
+                                   " pixels of the upright image (after its EXIF"
+                                   " orientation), right and bottom exclusive"},
         },
     },
     "Results": {
@@ -173,7 +194,7 @@ PATHS: dict[str, dict[str, Any]] = {
         },
     },
     "/predict": {"post": {
-        "summary": "Which digit each uploaded image shows",
+        "summary": "Which digit or number each uploaded image shows",
         "operationId": "predict",
         "security": OPTIONAL_KEY,
         "parameters": [{"name": "input_image", "in": "query", "required": False,
