@@ -39,6 +39,8 @@ SAME_DIGIT_OVERLAP = 0.6
 # A group lower than this share of the line's height is a fragment of a digit (a bar,
 # a flag, a detached tail) ...
 FRAGMENT_HEIGHT = 0.6
+# ... as is one with less ink than this share of the inkiest group (a faint line) ...
+DIGIT_AREA = 0.12
 # ... and lower than this, with no neighbour to join, a mark that is no digit at all.
 NOISE_HEIGHT = 0.3
 # Neighbouring groups may be one digit when they are at most this far apart (share of
@@ -47,11 +49,11 @@ JOIN_GAP = 0.12
 # ... and the joined digit at most this wide (share of the line's height).
 MAX_DIGIT_WIDTH = 1.6
 # A group wider than this share of the line's height may hold several touching digits,
-SPLIT_WIDTH = 0.85
+SPLIT_WIDTH = 0.7
 # ... cut along its slant (columns per row, at most this much either way),
 MAX_SLANT = 0.5
 # ... cut at most at this many columns, each slice at least this wide (a thin 1).
-MAX_CUTS = 4
+MAX_CUTS = 6
 MIN_SLICE_WIDTH = 0.12
 # The log-probability a candidate loses for looking unlike one digit: per share of the
 # line's height it is wider than ``WIDE_FROM`` of it, per share it is lower than
@@ -114,6 +116,7 @@ class Group:
     top: int
     right: int  # exclusive
     bottom: int  # exclusive
+    area: int  # ink pixels
 
     @property
     def width(self) -> int:
@@ -169,7 +172,7 @@ def group_by_overlap(stats: np.ndarray) -> list[Group]:
     until none do, specks left out; sorted left to right."""
     largest = int(stats[1:, cv2.CC_STAT_AREA].max())
     groups = [
-        Group((label,), int(x), int(y), int(x + w), int(y + h))
+        Group((label,), int(x), int(y), int(x + w), int(y + h), int(area))
         for label, (x, y, w, h, area) in enumerate(stats[:, :5].tolist())
         if label > 0 and area >= SPECK_SHARE * largest
     ]
@@ -186,7 +189,7 @@ def group_by_overlap(stats: np.ndarray) -> list[Group]:
                 if overlap >= SAME_DIGIT_OVERLAP * min(first.width, second.width):
                     groups[i] = Group(first.labels + second.labels, first.left,
                                       min(first.top, second.top), max(first.right, second.right),
-                                      max(first.bottom, second.bottom))
+                                      max(first.bottom, second.bottom), first.area + second.area)
                     del groups[j]
                     merged = True
                     break
@@ -238,18 +241,18 @@ def slant_of(rows: np.ndarray, cols: np.ndarray) -> tuple[float, float]:
 
 
 def slices_of(labels: np.ndarray, group: Group, index: int, height: float) -> list[Slice]:
-    """A group whole, or, when it is wider than one digit, cut along its slant where its
-    ink is thinnest: the lowest local minima of its ink per straightened column, at
-    least a thin digit's width from its edges and from each other."""
+    """A group whole, or, when it is wider than one digit, cut where its ink is thinnest:
+    the lowest local minima of its ink per column, at least a thin digit's width from
+    its edges and from each other. The columns run upright or along the group's slant,
+    whichever passes through thinner ink (touching digits lean together, or meet where
+    one's upright stroke ends)."""
     if group.width <= SPLIT_WIDTH * height:
         return [Slice(index, -math.inf, math.inf, 0.0, 0.0)]
     rows, cols = group_pixels(labels, group)
-    slant, middle = slant_of(rows, cols)
-    across = cols - slant * (rows - middle)
-    first = math.floor(float(across.min()))
-    profile = np.bincount((across - first).astype(np.int64)).astype(np.float32)
-    smooth = np.convolve(profile, np.ones(3, np.float32) / 3, mode="same")
+    lean, middle = slant_of(rows, cols)
     margin = max(1, math.ceil(MIN_SLICE_WIDTH * height))
+    profiles = [(ink_across(rows, cols, slant, middle), slant) for slant in (lean, 0.0)]
+    (first, smooth), slant = min(profiles, key=lambda p: thinnest(p[0][1], margin))
     inner = range(margin, len(smooth) - margin)
     minima = [c for c in inner if smooth[c] <= smooth[c - 1] and smooth[c] <= smooth[c + 1]]
     chosen: list[int] = []
@@ -262,6 +265,21 @@ def slices_of(labels: np.ndarray, group: Group, index: int, height: float) -> li
     crossed = [0, *(strokes_crossed(labels, group, edge, slant, middle) for edge in edges[1:-1]), 0]
     return [Slice(index, edges[k], edges[k + 1], slant, middle, crossed[k], crossed[k + 1])
             for k in range(len(edges) - 1)]
+
+
+def ink_across(rows: np.ndarray, cols: np.ndarray, slant: float,
+               middle: float) -> tuple[int, np.ndarray]:
+    """Ink pixels per column along ``slant`` (3-column average), and the first column."""
+    across = cols - slant * (rows - middle)
+    first = math.floor(float(across.min()))
+    profile = np.bincount((across - first).astype(np.int64)).astype(np.float32)
+    return first, np.convolve(profile, np.ones(3, np.float32) / 3, mode="same")
+
+
+def thinnest(smooth: np.ndarray, margin: int) -> float:
+    """The least ink in a column at least ``margin`` from either edge (inf: none is)."""
+    inner = smooth[margin : len(smooth) - margin]
+    return float(inner.min()) if inner.size else math.inf
 
 
 def strokes_crossed(labels: np.ndarray, group: Group, across: float, slant: float,
@@ -299,7 +317,10 @@ def segment(ink_map: InkMap) -> Segmentation:
     height = line_height(groups)
     if len(groups) > 1:
         groups = without_marks(groups, height)
-    if sum(1 for group in groups if group.height >= FRAGMENT_HEIGHT * height) <= 1:
+    largest = max(group.area for group in groups)
+    digit_like = [g for g in groups
+                  if g.height >= FRAGMENT_HEIGHT * height and g.area >= DIGIT_AREA * largest]
+    if len(digit_like) <= 1:
         # Ink in one piece, or one piece and fragments (a 5's flag), is one digit: read
         # whole, as a single digit always was. The network cannot tell a wide digit
         # from two touching ones well enough to risk the commonest upload on it.
