@@ -5,7 +5,7 @@ the ways the ink could be cut.
         label_components      connected ink components (OpenCV)
         group_by_overlap      pieces above one another are one digit (a 5's flag, a 7's bar)
         line_height           how tall the digits of the line are
-        cut_columns           where a wide group may hold two touching digits
+        slices_of             where a wide group may hold two touching digits
     choose(segmentation, confidences)   the candidates that read best, left to right
 
 The ink is split into *segments* ordered left to right: whole groups, or slices
@@ -15,7 +15,8 @@ digits' slices joined back, or a fragment joined to its neighbour. Every
 candidate goes through the network with the others in one batch, and
 ``choose`` keeps the cover of the line whose digits the network is surest of,
 weighed by how much each candidate looks like one digit (its height and width
-against the line's). A line that is one group, as one digit is, has one
+against the line's, the strokes its cuts go through). Ink with only one group
+the size of a digit (one digit, perhaps with a detached flag or bar) has one
 candidate: the whole ink map, prepared exactly as a single digit always was.
 """
 
@@ -40,7 +41,7 @@ SAME_DIGIT_OVERLAP = 0.6
 # a flag, a detached tail) ...
 FRAGMENT_HEIGHT = 0.6
 # ... as is one with less ink than this share of the inkiest group (a faint line) ...
-DIGIT_AREA = 0.12
+DIGIT_INK = 0.15
 # ... and lower than this, with no neighbour to join, a mark that is no digit at all.
 NOISE_HEIGHT = 0.3
 # Neighbouring groups may be one digit when they are at most this far apart (share of
@@ -49,11 +50,11 @@ JOIN_GAP = 0.12
 # ... and the joined digit at most this wide (share of the line's height).
 MAX_DIGIT_WIDTH = 1.6
 # A group wider than this share of the line's height may hold several touching digits,
-SPLIT_WIDTH = 0.7
+SPLIT_WIDTH = 0.85
 # ... cut along its slant (columns per row, at most this much either way),
 MAX_SLANT = 0.5
 # ... cut at most at this many columns, each slice at least this wide (a thin 1).
-MAX_CUTS = 6
+MAX_CUTS = 4
 MIN_SLICE_WIDTH = 0.12
 # The log-probability a candidate loses for looking unlike one digit: per share of the
 # line's height it is wider than ``WIDE_FROM`` of it, per share it is lower than
@@ -116,7 +117,7 @@ class Group:
     top: int
     right: int  # exclusive
     bottom: int  # exclusive
-    area: int  # ink pixels
+    ink: float  # how much ink it holds: the sum of its ink map values
 
     @property
     def width(self) -> int:
@@ -167,12 +168,13 @@ def label_components(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     return labels, stats
 
 
-def group_by_overlap(stats: np.ndarray) -> list[Group]:
+def group_by_overlap(stats: np.ndarray, mass: np.ndarray) -> list[Group]:
     """Components whose columns overlap by ``SAME_DIGIT_OVERLAP`` of the narrower, merged
-    until none do, specks left out; sorted left to right."""
+    until none do, specks left out; sorted left to right. ``mass`` is each component's
+    ink."""
     largest = int(stats[1:, cv2.CC_STAT_AREA].max())
     groups = [
-        Group((label,), int(x), int(y), int(x + w), int(y + h), int(area))
+        Group((label,), int(x), int(y), int(x + w), int(y + h), float(mass[label]))
         for label, (x, y, w, h, area) in enumerate(stats[:, :5].tolist())
         if label > 0 and area >= SPECK_SHARE * largest
     ]
@@ -189,7 +191,7 @@ def group_by_overlap(stats: np.ndarray) -> list[Group]:
                 if overlap >= SAME_DIGIT_OVERLAP * min(first.width, second.width):
                     groups[i] = Group(first.labels + second.labels, first.left,
                                       min(first.top, second.top), max(first.right, second.right),
-                                      max(first.bottom, second.bottom), first.area + second.area)
+                                      max(first.bottom, second.bottom), first.ink + second.ink)
                     del groups[j]
                     merged = True
                     break
@@ -241,18 +243,15 @@ def slant_of(rows: np.ndarray, cols: np.ndarray) -> tuple[float, float]:
 
 
 def slices_of(labels: np.ndarray, group: Group, index: int, height: float) -> list[Slice]:
-    """A group whole, or, when it is wider than one digit, cut where its ink is thinnest:
-    the lowest local minima of its ink per column, at least a thin digit's width from
-    its edges and from each other. The columns run upright or along the group's slant,
-    whichever passes through thinner ink (touching digits lean together, or meet where
-    one's upright stroke ends)."""
+    """A group whole, or, when it is wider than one digit, cut along its slant where its
+    ink is thinnest: the lowest local minima of its ink per straightened column, at
+    least a thin digit's width from its edges and from each other."""
     if group.width <= SPLIT_WIDTH * height:
         return [Slice(index, -math.inf, math.inf, 0.0, 0.0)]
     rows, cols = group_pixels(labels, group)
-    lean, middle = slant_of(rows, cols)
+    slant, middle = slant_of(rows, cols)
     margin = max(1, math.ceil(MIN_SLICE_WIDTH * height))
-    profiles = [(ink_across(rows, cols, slant, middle), slant) for slant in (lean, 0.0)]
-    (first, smooth), slant = min(profiles, key=lambda p: thinnest(p[0][1], margin))
+    first, smooth = ink_across(rows, cols, slant, middle)
     inner = range(margin, len(smooth) - margin)
     minima = [c for c in inner if smooth[c] <= smooth[c - 1] and smooth[c] <= smooth[c + 1]]
     chosen: list[int] = []
@@ -261,7 +260,13 @@ def slices_of(labels: np.ndarray, group: Group, index: int, height: float) -> li
             chosen.append(column)
         if len(chosen) == MAX_CUTS:
             break
-    edges = [-math.inf, *sorted(float(first + c) for c in chosen), math.inf]
+    across = cols - slant * (rows - middle)
+    edges = [-math.inf]
+    for edge in [*sorted(float(first + c) for c in chosen), math.inf]:
+        if np.count_nonzero((across >= edges[-1]) & (across < edge)):
+            edges.append(edge)
+        elif not math.isfinite(edge):
+            edges[-1] = edge  # the last slice would be empty: it joins the one before
     crossed = [0, *(strokes_crossed(labels, group, edge, slant, middle) for edge in edges[1:-1]), 0]
     return [Slice(index, edges[k], edges[k + 1], slant, middle, crossed[k], crossed[k + 1])
             for k in range(len(edges) - 1)]
@@ -274,12 +279,6 @@ def ink_across(rows: np.ndarray, cols: np.ndarray, slant: float,
     first = math.floor(float(across.min()))
     profile = np.bincount((across - first).astype(np.int64)).astype(np.float32)
     return first, np.convolve(profile, np.ones(3, np.float32) / 3, mode="same")
-
-
-def thinnest(smooth: np.ndarray, margin: int) -> float:
-    """The least ink in a column at least ``margin`` from either edge (inf: none is)."""
-    inner = smooth[margin : len(smooth) - margin]
-    return float(inner.min()) if inner.size else math.inf
 
 
 def strokes_crossed(labels: np.ndarray, group: Group, across: float, slant: float,
@@ -313,13 +312,13 @@ def segment(ink_map: InkMap) -> Segmentation:
     if components is None:
         return single_digit(ink_map)
     labels, stats = components
-    groups = group_by_overlap(stats)
+    groups = group_by_overlap(stats, np.bincount(labels.ravel(), weights=ink.ravel()))
     height = line_height(groups)
     if len(groups) > 1:
         groups = without_marks(groups, height)
-    largest = max(group.area for group in groups)
+    inkiest = max(group.ink for group in groups)
     digit_like = [g for g in groups
-                  if g.height >= FRAGMENT_HEIGHT * height and g.area >= DIGIT_AREA * largest]
+                  if g.height >= FRAGMENT_HEIGHT * height and g.ink >= DIGIT_INK * inkiest]
     if len(digit_like) <= 1:
         # Ink in one piece, or one piece and fragments (a 5's flag), is one digit: read
         # whole, as a single digit always was. The network cannot tell a wide digit
@@ -403,6 +402,7 @@ def choose(segmentation: Segmentation, confidences: Sequence[float]) -> list[int
             if current is None or score > current[0]:
                 best[candidate.end] = (score, [*reached[1], index])
     final = best[segmentation.segments]
-    if final is None:  # cannot happen: every segment is a candidate on its own
-        raise ValueError("the candidates do not cover the line")
+    if final is None:  # no cover of single pieces: the whole line, which is always there
+        return [index for index, c in enumerate(segmentation.candidates)
+                if c.start == 0 and c.end == segmentation.segments]
     return final[1]

@@ -5,6 +5,8 @@ import io
 import numpy as np
 import pytest
 from helpers import encode_image, paper_digit, upload
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 from synthetic_numbers import NUMBER_KINDS, make_number
 from synthetic_uploads import encode_upload, exif_rotated
@@ -14,7 +16,7 @@ from werkzeug.test import encode_multipart
 import folder_paths
 from app import create_app
 from imaging.decode import decode_upload
-from imaging.ink import locate_ink
+from imaging.ink import InkMap, locate_ink
 from imaging.normalise import prepare_ink
 from imaging.preprocess import preprocess_image
 from imaging.segment import Candidate, Segmentation, Shape, choose, segment
@@ -209,3 +211,23 @@ def test_without_the_segment_stage_an_image_is_read_as_one_digit(heldout_all):
     (read,) = Chain().run(classifier, [number.data])
     assert len(whole["number"]) == 1 and len(whole["digits"]) == 1
     assert read["number"] == number.number
+
+
+@settings(max_examples=40, deadline=None)
+@given(strokes=st.lists(st.tuples(st.integers(0, 230), st.integers(0, 70), st.integers(0, 230),
+                                  st.integers(0, 70), st.integers(1, 6)), min_size=1, max_size=8),
+       seed=st.integers(0, 2**16))
+def test_any_ink_is_covered_once_left_to_right(strokes, seed):
+    page = Image.new("L", (240, 80), 0)
+    draw = ImageDraw.Draw(page)
+    for x0, y0, x1, y1, width in strokes:
+        draw.line([(x0, y0), (x1, y1)], fill=255, width=width)
+    ink = np.asarray(page, dtype=np.float32)
+    segmentation = segment(InkMap(ink, (0.0, 0.0, 240.0, 80.0)))
+    confidences = np.random.default_rng(seed).uniform(0.01, 1.0, len(segmentation.candidates))
+    chosen = [segmentation.candidates[i] for i in choose(segmentation, list(confidences))]
+    assert chosen[0].start == 0 and chosen[-1].end == segmentation.segments
+    assert all(a.end == b.start for a, b in zip(chosen, chosen[1:], strict=False))
+    for candidate in chosen:
+        left, top, right, bottom = candidate.box
+        assert 0 <= left < right <= 240 and 0 <= top < bottom <= 80
