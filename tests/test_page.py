@@ -4,8 +4,10 @@ import io
 from collections.abc import Iterator
 from html.parser import HTMLParser
 
+import numpy as np
 import pytest
 from helpers import encode_image, paper_digit, post_file_over_http, served_in_thread
+from PIL import Image
 
 from web.page import PAGE_POLICY
 
@@ -138,6 +140,20 @@ def test_form_post_without_javascript_renders_the_result(client, heldout_digits)
     (image,) = page.find("img", id="input-image")
     assert image["src"].startswith("data:image/png;base64,")
     assert image["alt"]
+
+
+def test_form_post_of_a_number_shows_the_number_and_each_digit(client, heldout_digits):
+    images, labels = heldout_digits
+    chosen = [int(np.flatnonzero(labels == digit)[0]) for digit in (2, 9)]
+    sheet = Image.new("L", (300, 140), 255)
+    for place, index in enumerate(chosen):
+        ink = Image.fromarray(images[index], mode="L").resize((100, 100))
+        sheet.paste(Image.new("L", ink.size, 0), (20 + 140 * place, 20), ink)
+    page = parse(post_page(client, encode_image(sheet)))
+    assert page.text("verdict-label") == "The number is"
+    assert page.text("prediction") == "29"
+    assert page.text("confidence").startswith("Least sure digit ")
+    assert page.text("digits").split()[::2] == ["2", "9"]
 
 
 def test_form_post_with_a_broken_file_shows_the_error(client):
