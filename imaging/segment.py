@@ -33,6 +33,8 @@ from imaging.errors import NoDigitError
 from imaging.ink import InkMap
 from imaging.normalise import PreparedDigit, crop_to_ink, even_out_strokes, ink_bounds, prepare_ink
 
+# The line's height is measured on the groups at least this share of the tallest.
+LINE_SHARE = 0.7
 # Components smaller than this share of the largest are specks of noise, not strokes.
 SPECK_SHARE = 0.03
 # Two groups are one digit when their columns overlap by this share of the narrower one.
@@ -201,9 +203,10 @@ def group_by_overlap(stats: np.ndarray, mass: np.ndarray) -> list[Group]:
 
 
 def line_height(groups: Sequence[Group]) -> float:
-    """The digits' height: the median of the groups at least half as tall as the tallest."""
+    """The digits' height: the median of the groups at least ``LINE_SHARE`` as tall as
+    the tallest (a long detached flag is not a digit of the line)."""
     tallest = max(group.height for group in groups)
-    return float(np.median([g.height for g in groups if g.height >= tallest / 2]))
+    return float(np.median([g.height for g in groups if g.height >= LINE_SHARE * tallest]))
 
 
 def without_marks(groups: Sequence[Group], height: float) -> list[Group]:
