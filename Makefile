@@ -66,3 +66,10 @@ bench: $(VENV)/.installed
 .PHONY: faults
 faults: $(VENV)/.installed
 	$(BIN)/python benchmarks/faults.py $(ARGS)
+
+# Three instances in network namespaces of their own behind nginx (deploy/nginx), driven by
+# wrk: throughput with 1, 2 and 3 instances, one killed under load and started again.
+# Needs root and Debian's iproute2, nginx and wrk; about 2 minutes, cleans up after itself.
+.PHONY: cluster
+cluster: $(VENV)/.installed
+	$(BIN)/python benchmarks/cluster.py $(ARGS)

@@ -14,14 +14,14 @@ _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else o
 
 bind = os.environ.get("DIGITS_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("DIGITS_WORKERS", str(max(1, min(_cores, 4)))))
-# Measured with benchmarks/bench_http.py (README, "Robustness"): gthread with 4 threads
-# answered 2-2.5x the requests of sync workers at c=8 with a lower p99, and a connection
-# waiting for a slow client holds one thread, not the whole worker. gevent survives 50
-# stalled connections (each costs a greenlet) but its p99 under load was 10x worse, so it
-# is the choice only where clients reach gunicorn with no buffering proxy in front:
-# DIGITS_WORKER_CLASS=gevent. The threads of a worker share its torch/ONNX thread share
-# (cores / workers), so they overlap I/O and decoding, not inference.
-worker_class = os.environ.get("DIGITS_WORKER_CLASS", "gthread")
+# Measured with benchmarks/bench_http.py (README, "Robustness"): threaded workers answered
+# 2-2.5x the requests of sync workers at c=8 with a lower p99. gunicorn's own gthread hands
+# a connection to a thread at its first byte, so 50 stalled clients held every thread and
+# /healthz went unanswered; web.buffering_worker reads each request whole in the worker's
+# event loop first, so a stalled client holds no thread (benchmarks/faults.py, "stalled").
+# DIGITS_WORKER_CLASS=gthread, sync or gevent choose another. The threads of a worker share
+# its torch/ONNX thread share (cores / workers): they overlap I/O and decoding, not inference.
+worker_class = os.environ.get("DIGITS_WORKER_CLASS", "web.buffering_worker.BufferingThreadWorker")
 threads = int(os.environ.get("DIGITS_THREADS", "4"))
 # A worker that stops answering its heartbeat this long (a stuck request under sync or
 # gevent; gthread's main loop keeps beating) is killed and replaced.

@@ -1,24 +1,40 @@
 """What the operations layer (metrics, request ids and log lines, CORS) costs per request.
 
-    python benchmarks/bench_ops.py [--requests 2000]
+    python benchmarks/bench_ops.py [--requests 2000]          # in process
+    python benchmarks/bench_ops.py --http [--requests 2000]   # over HTTP, under gunicorn
 
-Two apps are built in one process with the same settings: the service as
-``create_app`` builds it, and the same parts without ``request_log``,
-``metrics`` and ``cors`` (so its chain is unwrapped). Both answer the same
-28x28 PNG of a held-out digit through Flask's test client, one request each
-in turn (so a busy neighbour on a shared machine slows both alike), and each
-request is timed by the wall clock and by the process's CPU time (less
-disturbed by neighbours); the medians and trimmed means are compared. The request log
-lines go to /dev/null, so their formatting and writing are counted.
+Two apps are built with the same settings: the service as ``create_app``
+builds it, and the same parts without ``request_log``, ``metrics`` and
+``cors`` (so its chain is unwrapped). Both answer the same 28x28 PNG of a
+held-out digit.
+
+In process, through Flask's test client, one request each in turn (so a busy
+neighbour on a shared machine slows both alike), each request is timed by the
+wall clock and by the process's CPU time (less disturbed by neighbours); the
+medians and trimmed means are compared. The request log lines go to
+/dev/null, so their formatting and writing are counted.
+
+Over HTTP, each app runs under gunicorn with the shipped gunicorn.conf.py and
+one worker (metrics in prometheus_client's multiprocess mode, log lines to a
+file), and takes its requests in rounds, in turn with the other, over one
+kept-alive connection; the cost is the difference in the worker's CPU time per
+request (from /proc), the figure a busy neighbour disturbs least.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import io
+import os
+import signal
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,15 +42,30 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from httpbench.servers import free_port, group_members  # noqa: E402
+
 import folder_paths  # noqa: E402
 from app import create_app  # noqa: E402
-from web import admin, api, config, errors, inference, page, probes  # noqa: E402
+from web import (  # noqa: E402
+    admin,
+    api,
+    auth,
+    config,
+    errors,
+    headers,
+    inference,
+    limits,
+    page,
+    probes,
+)
 from web.uploads import InMemoryRequest  # noqa: E402
 
+REPO = Path(__file__).resolve().parent.parent
 SETTINGS = {"DEVICE": "cpu", "TORCH_THREADS": 1}
+BOUNDARY = "bench-ops"
 
 
-def bare_app(settings: dict):
+def bare_app(settings: dict | None = None):
     """The service without its operations layer: no metrics, request log or CORS."""
     from flask import Flask
 
@@ -43,6 +74,9 @@ def bare_app(settings: dict):
     app.request_class = InMemoryRequest
     config.init_app(app, settings)
     errors.init_app(app)
+    headers.init_app(app)
+    auth.init_app(app)
+    limits.init_app(app)
     inference.init_app(app)
     for blueprint in (page.bp, api.bp, probes.bp, admin.bp):
         app.register_blueprint(blueprint)
@@ -72,11 +106,7 @@ def trimmed_mean(values: list[float], share: float = 0.1) -> float:
     return statistics.fmean(sorted(values)[cut:len(values) - cut])
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=2000, help="requests per app")
-    args = parser.parse_args(argv)
-
+def in_process(requests: int) -> None:
     devnull = open("/dev/null", "w")
     real_stderr, sys.stderr = sys.stderr, devnull
     try:
@@ -84,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
                 "with": create_app(SETTINGS).test_client()}
         png = digit_png()
         times: dict[str, list[tuple[float, float]]] = {name: [] for name in apps}
-        for index in range(args.requests + 100):
+        for index in range(requests + 100):
             for name, client in apps.items():
                 elapsed = request_ms(client, png)
                 if index >= 100:  # the first hundred warm both up
@@ -93,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr = real_stderr
         devnull.close()
 
-    print(f"{args.requests} requests per app, taken in turn; ms per request")
+    print(f"in process: {requests} requests per app, taken in turn; ms per request")
     for column, clock in enumerate(("wall-clock", "CPU")):
         summary = {}
         for name in apps:
@@ -105,6 +135,103 @@ def main(argv: list[str] | None = None) -> None:
             without, with_ = summary["without"][index], summary["with"][index]
             print(f"  {clock:10} cost ({measure}): {with_ - without:+.3f} ms per request, "
                   f"{(with_ / without - 1) * 100:+.1f}%")
+
+
+@contextmanager
+def gunicorn_worker(app_spec: str, log: Path) -> Iterator[tuple[http.client.HTTPConnection, int]]:
+    """``app_spec`` under gunicorn with one worker: a kept-alive connection to it and its pid."""
+    port = free_port()
+    with log.open("wb") as sink:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--config", str(REPO / "gunicorn.conf.py"),
+             "--chdir", str(REPO), "--pythonpath", str(REPO / "benchmarks"),
+             "--bind", f"127.0.0.1:{port}", app_spec],
+            env={**os.environ, "DIGITS_WORKERS": "1"}, stdout=sink, stderr=subprocess.STDOUT,
+            start_new_session=True)
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                connection.request("GET", "/healthz")
+                connection.getresponse().read()
+                break
+            except OSError:
+                connection.close()
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit(f"{app_spec} did not start; see {log}") from None
+                time.sleep(0.2)
+        workers = [pid for pid in group_members(server.pid) if pid != server.pid]
+        yield connection, workers[0]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+
+
+def post_digit(connection: http.client.HTTPConnection, body: bytes) -> None:
+    headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+    try:
+        connection.request("POST", "/predict", body=body, headers=headers)
+    except OSError:  # the server closed the connection while the other server had its turn
+        connection.close()
+        connection.request("POST", "/predict", body=body, headers=headers)
+    answer = connection.getresponse()
+    text = answer.read()
+    assert answer.status == 200, text
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process so far, all its threads, in nanoseconds' resolution (schedstat)."""
+    return sum(int((task / "schedstat").read_text().split()[0])
+               for task in Path(f"/proc/{pid}/task").iterdir()) / 1e9
+
+
+def over_http(requests: int, rounds: int = 20) -> None:
+    png = digit_png()
+    body = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; "
+            f"filename=\"digit.png\"\r\nContent-Type: image/png\r\n\r\n").encode() + png \
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    per_round = max(1, requests // rounds)
+    cpu: dict[str, list[float]] = {"without": [], "with": []}
+    wall: dict[str, list[float]] = {"without": [], "with": []}
+    with tempfile.TemporaryDirectory(prefix="bench-ops-") as folder, \
+            gunicorn_worker("bench_ops:bare_app()", Path(folder, "without.log")) as without, \
+            gunicorn_worker("app:create_app()", Path(folder, "with.log")) as with_:
+        servers = {"without": without, "with": with_}
+        for connection, _pid in servers.values():
+            for _ in range(100):  # warm-up
+                post_digit(connection, body)
+        for _ in range(rounds):
+            for name, (connection, pid) in servers.items():
+                cpu_started, started = cpu_seconds(pid), time.perf_counter()
+                for _ in range(per_round):
+                    post_digit(connection, body)
+                wall[name].append((time.perf_counter() - started) / per_round * 1e3)
+                cpu[name].append((cpu_seconds(pid) - cpu_started) / per_round * 1e3)
+    print(f"over HTTP (gunicorn, 1 worker, gunicorn.conf.py): {per_round * rounds} requests "
+          f"per app, in {rounds} rounds taken in turn; ms per request, median of the rounds")
+    for name in servers:
+        print(f"  {name:7} operations layer: worker CPU {statistics.median(cpu[name]):.3f}, "
+              f"wall-clock at c=1 {statistics.median(wall[name]):.3f}")
+    for label, measure in (("worker CPU", cpu), ("wall-clock", wall)):
+        # each round's with/without pair ran back to back: their ratio is the least disturbed
+        ratios = [with_ / without for with_, without in zip(measure["with"], measure["without"],
+                                                             strict=True)]
+        cost = statistics.median(measure["with"]) - statistics.median(measure["without"])
+        print(f"  {label:10} cost: {cost:+.3f} ms per request; median of the rounds' ratios "
+              f"{(statistics.median(ratios) - 1) * 100:+.1f}%")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000, help="requests per app")
+    parser.add_argument("--http", action="store_true",
+                        help="measure over HTTP under gunicorn instead of in process")
+    args = parser.parse_args(argv)
+    if args.http:
+        over_http(args.requests)
+    else:
+        in_process(args.requests)
 
 
 if __name__ == "__main__":

@@ -159,3 +159,66 @@ def test_the_strip_and_the_tiff_bomb_through_predict(client):
         response = upload(client, data)
         assert response.status_code == 413
         assert response.get_json()["error"]["code"] == "image_too_large"
+
+
+def png_bytes(image: Image.Image, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", **options)
+    return buffer.getvalue()
+
+
+def pillow_pixels(data: bytes) -> tuple[str, np.ndarray]:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image.mode, np.asarray(image)
+
+
+def noise_image(mode: str, size=(37, 23)) -> Image.Image:
+    rng = np.random.default_rng(sum(map(ord, mode)))
+    bands = len(Image.new(mode, (1, 1)).getbands())
+    pixels = rng.integers(0, 256, (size[1], size[0], bands), dtype=np.uint8)
+    image = Image.fromarray(pixels[..., 0] if bands == 1 else pixels,
+                            mode=mode if bands > 1 else "L")
+    return image if mode in ("L", "LA", "RGB", "RGBA") else image.convert(mode)
+
+
+@pytest.mark.parametrize(("mode", "options", "fast"), [
+    ("L", {}, True), ("RGB", {}, True), ("RGBA", {}, True), ("LA", {}, False),
+    ("RGB", {"optimize": True, "compress_level": 9}, True),
+    ("RGB", {"transparency": (1, 2, 3)}, False),
+    ("L", {"transparency": 7}, False),
+    ("P", {}, False), ("1", {}, False), ("I;16", {}, False),
+    ("RGB", {"exif": b"Exif\0\0II*\0\x08\0\0\0\0\0\0\0\0\0"}, False),
+])
+def test_plain_pngs_decode_through_libspng_to_pillows_pixels(monkeypatch, mode, options, fast):
+    import imaging.decode
+
+    calls = []
+    real_load = imaging.decode.pyspng.load
+    monkeypatch.setattr(imaging.decode.pyspng, "load", lambda data: calls.append(1) or
+                        real_load(data))
+    data = png_bytes(noise_image(mode), **options)
+    decoded = decode_upload(data)
+    expected_mode, expected = pillow_pixels(data)
+    assert (decoded.mode, decoded.size) == (expected_mode, (37, 23))
+    np.testing.assert_array_equal(np.asarray(decoded), expected)
+    assert bool(calls) == fast
+
+
+def test_an_animated_png_still_opens_on_its_first_frame():
+    frames = [Image.new("L", (20, 20), 0), Image.new("L", (20, 20), 255)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="PNG", save_all=True, append_images=frames[1:])
+    assert np.asarray(decode_upload(buffer.getvalue())).max() == 0
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bad crc"])
+def test_a_damaged_plain_png_is_not_an_image(damage):
+    data = bytearray(png_bytes(noise_image("RGB", (64, 64))))
+    idat = data.index(b"IDAT")
+    if damage == "truncated":
+        data = data[:idat + 40]
+    else:
+        data[idat + 20] ^= 0xFF
+    with pytest.raises(NotAnImageError):
+        decode_upload(bytes(data))

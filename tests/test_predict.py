@@ -102,3 +102,38 @@ def test_command_line_shows_progress_and_sets_the_exit_status(folder, tmp_path):
     assert "image/s" in result.stderr or "s/image" in result.stderr  # the progress bar
     assert "2 of 2 files predicted" in result.stderr
     assert len(read_csv(out)) == 2
+
+
+@pytest.mark.parametrize("text", ["3/3", "-1/2", "1/0", "2", "a/b", "1/2/3", ""])
+def test_a_shard_outside_0_to_n_is_refused_with_the_rule(text, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        predict.parse_args(["scans", "--out", "x.csv", f"--shard={text}"])
+    assert exit_info.value.code == 2
+    assert "write K/N with whole numbers 0 <= K < N" in capsys.readouterr().err
+
+
+def test_shards_are_contiguous_blocks_that_cover_every_file_once():
+    files = [f"{i:02}.png" for i in range(11)]
+    for count in (1, 2, 3, 4, 11, 15):
+        shards = [predict.shard_of(files, k, count) for k in range(count)]
+        assert [name for shard in shards for name in shard] == files
+        assert max(map(len, shards)) - min(map(len, shards)) <= 1
+
+
+def test_n_shard_processes_concatenate_to_one_run(folder, tmp_path):
+    """Three processes at once, each with its --shard, write together what one run writes."""
+    root, _ = folder
+    whole = tmp_path / "whole.csv"
+    predict.main([str(root), "--out", str(whole), "--workers", "0", "--no-progress"])
+    count = 3
+    outputs = [tmp_path / f"part-{k}.csv" for k in range(count)]
+    runs = [subprocess.Popen([sys.executable, "-m", "tools.predict", str(root), "--out", str(out),
+                              "--shard", f"{k}/{count}", "--workers", "0", "--no-progress"],
+                             cwd=folder_paths.base_path(), stderr=subprocess.PIPE, text=True)
+            for k, out in enumerate(outputs)]
+    for run in runs:
+        _, stderr = run.communicate(timeout=120)
+        assert run.returncode in (0, 1), stderr
+    parts = [read_csv(out) for out in outputs]
+    assert all(parts)  # ten files in three shares: none is empty
+    assert [row for part in parts for row in part] == read_csv(whole)

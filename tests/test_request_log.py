@@ -59,6 +59,16 @@ def test_one_json_line_per_request(client, log_lines, heldout_digits):
     assert "error" not in line
 
 
+def test_odd_paths_and_methods_stay_valid_json(client, log_lines):
+    """The line is put together by hand: what a client chose must still be escaped."""
+    path = '/no"where\\x/\u00e9\u2028'
+    client.get(path)
+    client.open("/healthz", method="PROPFIND")
+    first, second = log_lines()
+    assert first["path"] == path and first["status"] == 404
+    assert second["method"] == "PROPFIND" and second["status"] == 405
+
+
 def test_an_error_line_names_its_code_and_no_bytes_or_keys(make_app, log_lines):
     client = make_app(ADMIN_KEY="top-secret-key").test_client()
     secret_bytes = b"GIF89a-secret-upload-bytes"

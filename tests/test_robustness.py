@@ -37,9 +37,10 @@ def stall(url: str, count: int) -> list[socket.socket]:
 
 
 def test_fifty_stalled_connections_leave_health_and_predict_answering(heldout_digits):
-    """With gevent workers, the configuration for clients that reach gunicorn directly."""
+    """The default workers read requests in their event loop: stalled ones hold no thread."""
     image = encode_image(paper_digit(heldout_digits[0][0]))
-    with gunicorn_server({**SERVER, "DIGITS_WORKER_CLASS": "gevent"}) as (url, _):
+    # the stalled connections stay open for the whole test, not cut at the body deadline
+    with gunicorn_server({**SERVER, "DIGITS_BODY_TIMEOUT": "60"}) as (url, _):
         stalled = stall(url, 50)
         try:
             time.sleep(1)
@@ -76,6 +77,41 @@ def test_a_body_that_stops_arriving_is_answered_408(heldout_digits):
         sock.close()
         assert status == 408 and json.loads(body)["error"]["code"] == "request_timeout"
         assert time.perf_counter() - started < 5
+
+
+def test_a_request_whose_headers_stop_arriving_is_answered_408():
+    with gunicorn_server({**SERVER, "DIGITS_BODY_TIMEOUT": "1"}) as (url, _):
+        sock = connect(url)
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-")
+        started = time.perf_counter()
+        status, body = read_answer(sock)
+        sock.close()
+        assert status == 408 and json.loads(body)["error"]["code"] == "request_timeout"
+        assert time.perf_counter() - started < 5
+
+
+def test_a_slow_upload_and_expect_100_continue_are_answered(heldout_digits):
+    """Bytes that trickle in, and a client that waits for "100 Continue" (as curl does)."""
+    body, content_type = multipart_file(encode_image(paper_digit(heldout_digits[0][0])))
+    head = (f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n").encode()
+    with gunicorn_server(SERVER) as (url, _):
+        sock = connect(url)
+        for index in range(0, len(head) + 2, 7):
+            sock.sendall((head + b"\r\n")[index:index + 7])
+            time.sleep(0.01)
+        sock.sendall(body)
+        status, answer = read_answer(sock)
+        sock.close()
+        assert status == 200 and json.loads(answer)["prediction"] == heldout_digits[1][0]
+
+        sock = connect(url)
+        sock.sendall(head + b"Expect: 100-continue\r\n\r\n")
+        assert sock.recv(1024) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        status, answer = read_answer(sock)
+        sock.close()
+        assert status == 200 and json.loads(answer)["prediction"] == heldout_digits[1][0]
 
 
 def test_sigterm_answers_the_request_in_flight(heldout_digits):

@@ -2,6 +2,7 @@
 
     python -m tools.predict PATH... --out predictions.csv   # files; folders searched recursively
     python -m tools.predict scans/ --out predictions.jsonl  # JSON lines instead of CSV
+    python -m tools.predict scans/ --shard 2/8 --out part-2.csv  # the third of eight shares
 
 Every file goes through the service's own chain (``serving.chain``): decoded
 and preprocessed exactly as an upload is, in DataLoader worker processes, then
@@ -10,6 +11,12 @@ output has one row per file, in the order found:
 ``path,prediction,confidence,error``. A file that cannot be read, is not an
 image or holds no digit gets its row with ``error`` filled in (its error code,
 then the reason) and the run goes on. Hidden files and folders are skipped.
+
+``--shard K/N`` (0 <= K < N) predicts only the K-th of N contiguous blocks of
+that list, so N runs over the same paths (the pods of an Indexed Job, say)
+share the files without talking to each other, and their outputs, taken in
+the order K = 0 .. N-1 (CSV headers after the first dropped), are exactly
+the rows of one run.
 
 Exit status: 0 when every file got a prediction, 1 when some did not.
 """
@@ -64,6 +71,28 @@ def find_files(paths: Sequence[str | Path]) -> list[Path]:
         inside = (item for item in path.rglob("*") if item.is_file())
         found.extend(sorted(item for item in inside if not is_hidden(item.relative_to(path))))
     return found
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` as ``(K, N)``; an ``ArgumentTypeError`` saying what is wrong otherwise."""
+    index, slash, count = text.partition("/")
+    try:
+        k, n = int(index), int(count)
+    except ValueError:
+        k = n = -1
+    if not slash or n < 1 or not 0 <= k < n:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a shard: write K/N with whole numbers 0 <= K < N, e.g. 0/4")
+    return k, n
+
+
+def shard_of(files: Sequence[Path], index: int, count: int) -> list[Path]:
+    """The ``index``-th of ``count`` contiguous, nearly equal blocks of ``files``.
+
+    Blocks rather than every ``count``-th file, so that the shards' outputs in
+    order are one run's output; sizes differ by at most one file.
+    """
+    return list(files[index * len(files) // count : (index + 1) * len(files) // count])
 
 
 def is_hidden(relative: Path) -> bool:
@@ -157,12 +186,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--shard", type=parse_shard, metavar="K/N",
+                        help="predict only the K-th of N contiguous blocks of the files found "
+                             "(0 <= K < N); the N outputs in order K = 0..N-1 are one run's rows")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     files = find_files(args.paths)
+    if args.shard:
+        files = shard_of(files, *args.shard)
     weights = folder_paths.get_full_path("weights", args.weights)
 
     def load() -> DigitClassifier:

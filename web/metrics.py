@@ -49,9 +49,8 @@ def init_app(app: Flask) -> None:
     app.teardown_request(end_request)
 
 
-def endpoint_label() -> str:
+def endpoint_label(rule) -> str:
     """The route's rule (``/predict``), so the label set stays small; unmatched paths share one."""
-    rule = request.url_rule
     return rule.rule if rule is not None else "unmatched"
 
 
@@ -70,15 +69,18 @@ def start_request() -> None:
 
 def count_request(response: Response) -> Response:
     """After the answer is made (error answers too): its count, latency and refused upload."""
-    started = g.pop("metrics_started", None)
+    # The objects behind the proxies, looked up once rather than on every attribute.
+    noted = vars(g._get_current_object())
+    started = noted.pop("metrics_started", None)
     if started is None:
         return response
-    method = request.method if request.method in KNOWN_METHODS else "other"
-    counted, timed = children_for(endpoint_label(), method, response.status_code)
+    current = request._get_current_object()
+    method = current.method if current.method in KNOWN_METHODS else "other"
+    counted, timed = children_for(endpoint_label(current.url_rule), method, response.status_code)
     counted.inc()
     timed.observe(time.perf_counter() - started)
-    api_error = g.get("api_error")
-    if api_error is not None and request.endpoint in UPLOAD_ENDPOINTS and api_error.status < 500:
+    api_error = noted.get("api_error")
+    if api_error is not None and current.endpoint in UPLOAD_ENDPOINTS and api_error.status < 500:
         metrics.REJECTED_UPLOADS.labels(api_error.code).inc()
     return response
 

@@ -1,7 +1,7 @@
 """Request ids and one JSON log line per request.
 
 Every request gets an id: the client's ``X-Request-ID`` when it is a sane
-token (``REQUEST_ID_PATTERN``), otherwise a fresh uuid4 in hex. It is sent
+token (``REQUEST_ID_PATTERN``), otherwise 16 random bytes in hex. It is sent
 back as ``X-Request-ID`` on every answer, error answers included, and error
 logs name it. Once a request is answered, one line of JSON goes to the
 ``digits.access`` logger::
@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import time
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, g, has_request_context, request
@@ -35,8 +34,8 @@ REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 log = logging.getLogger(ACCESS_LOGGER)
-# One encoder for every line: json.dumps with options builds a new one each call.
-_encode = json.JSONEncoder(separators=(",", ":")).encode
+# JSON's escaping of one string (the C version where there is one), with its quotes.
+_json_string = json.encoder.encode_basestring_ascii
 
 
 def init_app(app: Flask) -> None:
@@ -70,7 +69,25 @@ def request_id_from(header: str | None) -> str:
     """The client's request id when it is a sane token, else a new one."""
     if header and REQUEST_ID_PATTERN.fullmatch(header):
         return header
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
+
+
+class _SecondStamps:
+    """ISO 8601 UTC timestamps in milliseconds, the date and time formatted once a second."""
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.prefix = ""
+
+    def __call__(self) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self.second:
+            self.second, self.prefix = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+        return f"{self.prefix}.{int((now - second) * 1000):03d}+00:00"
+
+
+timestamp = _SecondStamps()
 
 
 def assign_request_id() -> None:
@@ -83,37 +100,41 @@ def log_request(response: Response) -> Response:
     request_id = g.get("request_id")
     if request_id is None:
         return response
-    response.headers[REQUEST_ID_HEADER] = request_id
+    response.headers.add(REQUEST_ID_HEADER, request_id)
     if log.isEnabledFor(logging.INFO):
         # A record made directly: the line needs no caller's file and line, which
         # logging.info would find by walking the stack on every request.
-        line = _encode(log_line(response))
-        log.handle(log.makeRecord(ACCESS_LOGGER, logging.INFO, __name__, 0, line, None, None))
+        log.handle(log.makeRecord(ACCESS_LOGGER, logging.INFO, __name__, 0, log_line(response),
+                                  None, None))
     return response
 
 
-def log_line(response: Response) -> dict[str, object]:
-    """What the log says about this request."""
+def log_line(response: Response) -> str:
+    """What the log says about this request, as one line of JSON.
+
+    The line is put together from its parts rather than by ``json.dumps`` of a
+    dict, which took a fifth of the logging's cost per request; the texts a
+    client chose (method, path) go through JSON's own string escaping.
+    """
     # The objects behind the proxies, looked up once rather than on every attribute.
     noted = vars(g._get_current_object())
     current = request._get_current_object()
-    line: dict[str, object] = {
-        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-        "request_id": noted["request_id"],
-        "method": current.method,
-        "path": current.path,
-        "status": response.status_code,
-        "latency_ms": round((time.perf_counter() - noted["request_started"]) * 1000, 3),
-        "body_bytes": current.content_length or 0,
-    }
+    latency_ms = (time.perf_counter() - noted["request_started"]) * 1000
+    # request ids are tokens of REQUEST_ID_PATTERN or hex: nothing in them needs escaping
+    line = (f'{{"time":"{timestamp()}","request_id":"{noted["request_id"]}",'
+            f'"method":{_json_string(current.method)},"path":{_json_string(current.path)},'
+            f'"status":{response.status_code},"latency_ms":{latency_ms:.3f},'
+            f'"body_bytes":{current.content_length or 0}')
     api_error = noted.get("api_error")
     if api_error is not None:
-        line["error"] = api_error.code
+        line += f',"error":"{api_error.code}"'
     if "image_sizes" in noted:
-        line["image_sizes"] = noted["image_sizes"]
+        line += ',"image_sizes":[' + ",".join(f"[{width},{height}]"
+                                               for width, height in noted["image_sizes"]) + "]"
     if "predictions" in noted:
-        line["predictions"] = noted["predictions"]
-    return line
+        line += ',"predictions":[' + ",".join(str(int(digit))
+                                              for digit in noted["predictions"]) + "]"
+    return line + "}"
 
 
 def _note_image(image: Any) -> None:

@@ -8,9 +8,10 @@ from contextlib import contextmanager
 
 from flask import current_app, request
 from flask.wrappers import Request
-from werkzeug.exceptions import BadRequest, HTTPException, RequestTimeout
+from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge, RequestTimeout
 
 from web.errors import ApiError
+from web.multipart import read_multipart
 
 UPLOAD_FIELD = "file"  # the multipart field that carries the image
 
@@ -36,7 +37,25 @@ class InMemoryRequest(Request):
 
     def _load_form_data(self) -> None:
         with self.reading_body():
-            super()._load_form_data()
+            if "form" not in self.__dict__ and self.mimetype == "multipart/form-data":
+                self.load_multipart()
+            else:
+                super()._load_form_data()
+
+    def load_multipart(self) -> None:
+        """Read a multipart body with python-multipart (``web/multipart.py`` says why)."""
+        length = self.content_length
+        if self.max_content_length is not None and length and length > self.max_content_length:
+            raise RequestEntityTooLarge()
+        boundary = self.mimetype_params.get("boundary", "")
+        if not boundary or not boundary.isascii():
+            raise MalformedBodyError("the multipart Content-Type names no usable boundary")
+        stream = self._get_stream_for_parsing()
+        form, files = read_multipart(stream, boundary.encode("ascii"),
+                                     max_parts=self.max_form_parts,
+                                     max_field_bytes=self.max_form_memory_size)
+        # set as Werkzeug's own parsing does, past the cached properties
+        self.__dict__.update(stream=stream, form=form, files=files)
 
     def get_data(self, *args, **kwargs):
         with self.reading_body():

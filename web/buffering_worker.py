@@ -1,0 +1,205 @@
+"""A gunicorn worker that reads each request whole before a thread handles it.
+
+gunicorn's ``gthread`` worker hands a connection to a thread as soon as its
+first bytes arrive, and the thread then blocks reading the rest: a client that
+sends half its headers, or a body that stops arriving, holds a thread, and a
+few dozen of them hold every thread of every worker. Here the worker's event
+loop reads each request (headers and body) from non-blocking sockets as its
+bytes come, as a buffering proxy would, and only a complete request reaches a
+thread. A stalled or slow client then costs a connection slot and its bytes so
+far, never a thread, and one that sends nothing for ``BODY_TIMEOUT`` seconds is
+answered 408 and closed.
+
+    gunicorn -k web.buffering_worker.BufferingThreadWorker 'app:create_app()'
+
+gunicorn.conf.py makes it the default.
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+import selectors
+import time
+from dataclasses import dataclass, field
+from functools import partial
+
+from gunicorn.workers.gthread import TConn, ThreadWorker
+
+from web.errors import raw_error_response
+
+RECEIVE_SIZE = 256 * 1024
+# Request lines and headers together beyond this are handed on unread; gunicorn's
+# own limits (limit_request_line, limit_request_fields) then refuse them.
+MAX_HEAD_BYTES = 64 * 1024
+
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([0-9]+)[ \t]*(?=\r\n)", re.I)
+_CHUNKED = re.compile(rb"\r\ntransfer-encoding[ \t]*:[^\r\n]*chunked", re.I)
+_EXPECT_CONTINUE = re.compile(rb"\r\nexpect[ \t]*:[ \t]*100-continue[ \t]*(?=\r\n)", re.I)
+
+
+def chunked_body_end(buffer: bytes | bytearray, start: int) -> int | None:
+    """Where a chunked body that begins at ``start`` ends, or None while it is incomplete.
+
+    A framing that cannot be read returns ``start``: the request goes on as it
+    is, and gunicorn's parser answers it with a 400.
+    """
+    position = start
+    while True:
+        line_end = buffer.find(b"\r\n", position)
+        if line_end < 0:
+            return None
+        size_text = bytes(buffer[position:line_end]).split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            return start
+        if size == 0:
+            trailers_end = buffer.find(b"\r\n\r\n", line_end)
+            return None if trailers_end < 0 else trailers_end + 4
+        position = line_end + 2 + size + 2
+        if position > len(buffer):
+            return None
+
+
+def request_end(buffer: bytes | bytearray, max_body: int) -> int | None:
+    """How many bytes of ``buffer`` make its first request, or None while more must come.
+
+    A request whose head or declared body is over the limits ends where its
+    head does: the app refuses it (413) before reading the rest.
+    """
+    head_end = buffer.find(b"\r\n\r\n")
+    if head_end < 0:
+        return len(buffer) if len(buffer) > MAX_HEAD_BYTES else None
+    body_start = head_end + 4
+    head = bytes(buffer[:head_end + 2])
+    if _CHUNKED.search(head):
+        end = chunked_body_end(buffer, body_start)
+        if end is None and len(buffer) - body_start > max_body:
+            return body_start
+        return end
+    length = _CONTENT_LENGTH.search(head)
+    if length is None:
+        return body_start
+    declared = int(length.group(1))
+    if declared > max_body:
+        return body_start
+    end = body_start + declared
+    return end if len(buffer) >= end else None
+
+
+@dataclass
+class PartRequest:
+    """A request being read: its bytes so far and when the last of them came."""
+
+    data: bytearray = field(default_factory=bytearray)
+    last_byte: float = field(default_factory=time.monotonic)
+    head_read: bool = False
+
+
+class BufferingThreadWorker(ThreadWorker):
+    """``gthread`` with requests buffered whole by the event loop (see the module's docstring)."""
+
+    def init_process(self) -> None:
+        self.reading: dict[TConn, PartRequest] = {}
+        super().init_process()
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        self.idle_limit = float(self.wsgi.config["BODY_TIMEOUT"])
+        self.max_body = int(self.wsgi.config["MAX_CONTENT_LENGTH"])
+
+    def accept(self, listener) -> None:
+        """A new connection waits in the event loop for its request, holding no thread."""
+        if self.cfg.is_ssl:
+            super().accept(listener)
+            return
+        try:
+            client, address = listener.accept()
+        except OSError as error:
+            if error.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return
+        self.nr_conns += 1
+        self.read_request(TConn(self.cfg, client, address, listener.getsockname()))
+
+    def on_client_socket_readable(self, conn: TConn, client) -> None:
+        """A kept-alive connection's next request is read whole too."""
+        self.poller.unregister(client)
+        self.keepalived_conns.remove(conn)
+        self.read_request(conn)
+        self.on_request_bytes(conn, client)
+
+    def read_request(self, conn: TConn) -> None:
+        self.reading[conn] = PartRequest()
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_request_bytes, conn))
+
+    def on_request_bytes(self, conn: TConn, client) -> None:
+        """Take what has arrived; once the request is whole, a thread handles it."""
+        part = self.reading.get(conn)
+        if part is None:
+            return
+        try:
+            data = conn.sock.recv(RECEIVE_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data and not part.data:  # the client went away
+            self.stop_reading(conn)
+            self.nr_conns -= 1
+            conn.close()
+            return
+        part.last_byte = time.monotonic()
+        part.data += data
+        if not part.head_read and b"\r\n\r\n" in part.data:
+            part.head_read = True
+            self.answer_expect_continue(conn, part.data)
+        # a client that stopped sending half-way still gets its answer (a 400)
+        if data and request_end(part.data, self.max_body) is None:
+            return
+        self.stop_reading(conn)
+        conn.data_ready = True
+        conn.init()
+        conn.parser.unreader.unread(bytes(part.data))
+        self.enqueue_req(conn)
+
+    @staticmethod
+    def answer_expect_continue(conn: TConn, data: bytearray) -> None:
+        """Answer ``Expect: 100-continue`` at once, so the client sends its body to the loop.
+
+        The header is then taken out of the buffered request, so that gunicorn
+        does not answer it a second time.
+        """
+        head_end = data.find(b"\r\n\r\n")
+        expect = _EXPECT_CONTINUE.search(data, 0, head_end + 2)
+        if expect is None:
+            return
+        del data[expect.start():expect.end()]
+        try:
+            conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+        except OSError:
+            pass
+
+    def stop_reading(self, conn: TConn) -> None:
+        self.reading.pop(conn, None)
+        try:
+            self.poller.unregister(conn.sock)
+        except (KeyError, ValueError, OSError):
+            pass
+
+    def murder_pending(self) -> None:
+        """Close connections that sent nothing for ``BODY_TIMEOUT``: a 408 where a request began."""
+        super().murder_pending()
+        deadline = time.monotonic() - self.idle_limit
+        for conn, part in [(conn, part) for conn, part in self.reading.items()
+                           if part.last_byte < deadline]:
+            self.stop_reading(conn)
+            self.nr_conns -= 1
+            if part.data:
+                try:
+                    conn.sock.send(raw_error_response(
+                        408, "the request stopped arriving; send it whole and promptly"))
+                except OSError:
+                    pass
+            conn.close()
