@@ -6,8 +6,10 @@
 
 Every upload kind of ``tests/synthetic_uploads.py``, plus the held-out digits
 as plain 28x28 PNGs, is made from the held-out test fixture and goes through
-the service's own chain (``Chain.prepare`` then ``Chain.predict``). Preprocessing
-is timed per upload (median and 90th percentile). Run it in two checkouts, the
+the service's own chain (``Chain.prepare`` then ``Chain.read_numbers``): an
+upload is right when the number read is its digit. Preprocessing (decode to
+the candidate digits, segmentation included) is timed per upload (median and
+90th percentile). Run it in two checkouts, the
 baseline and the change, one after the other on the same machine: speed and
 accuracy of a preprocessing change are judged together.
 """
@@ -70,8 +72,9 @@ def measure_kind(chain: Chain, classifier: DigitClassifier, uploads: list[bytes]
         finally:
             times.append((time.perf_counter() - started) * 1000)
         kept_labels.append(label)
-    predictions = [p.digit for p in chain.predict(classifier, prepared)]
-    correct = int(np.sum(np.asarray(predictions) == np.asarray(kept_labels)))
+    numbers = [reading.number for reading in chain.read_numbers(classifier, prepared)]
+    correct = sum(number == str(label) for number, label in zip(numbers, kept_labels,
+                                                                strict=True))
     return {
         "count": len(uploads),
         "correct": correct,

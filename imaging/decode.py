@@ -45,6 +45,9 @@ PIXEL_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N
 # TIFF tags that declare the blocks libtiff allocates a buffer for, whatever the image's size.
 TIFF_BITS_PER_SAMPLE, TIFF_SAMPLES_PER_PIXEL, TIFF_ROWS_PER_STRIP = 258, 277, 278
 TIFF_TILE_WIDTH, TIFF_TILE_LENGTH = 322, 323
+# Where a reduced decoding notes the upright size of the upload itself (``image.info``),
+# so that what is found on the smaller copy can be told in the upload's own pixels.
+UPLOAD_SIZE_KEY = "upload_size"
 # PNG colour types pyspng gives Pillow's own modes for, at 8 bits: gray, RGB, RGBA (not
 # gray+alpha, which it cannot decode).
 SPNG_COLOUR_TYPES = {0: "L", 2: "RGB", 6: "RGBA"}
@@ -92,6 +95,7 @@ def decode_upload(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
             # an animation opens on its first frame
             image = Image.open(io.BytesIO(data), formats=limits.formats)
             check_size(image, max_pixels, limits)
+            stored_size = image.size
             image.draft(image.mode, draft_request(image.size))  # only JPEG acts on it
             check_decoded_bytes(image, limits.max_decoded_bytes)
             if plain_8_bit_png(data, image):
@@ -99,7 +103,11 @@ def decode_upload(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
             else:
                 image.load()
                 finite_values(image)
+            decoded_size = image.size
             ImageOps.exif_transpose(image, in_place=True)
+            if decoded_size != stored_size:
+                turned = image.size != decoded_size  # a quarter turn swapped the sides
+                image.info[UPLOAD_SIZE_KEY] = stored_size[::-1] if turned else stored_size
             return image
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         raise ImageTooLargeError(

@@ -1,5 +1,6 @@
 """Find the ink: the digit bright on zero, whatever the paper, the light or the pen.
 
+    locate_ink          the ink map that holds the digits, and where it lies in the upload
     digit_ink           find_digit, then read_digit (once only for a small image on flat paper)
     find_digit          where the ink is, searched on a small copy of the image
     read_digit          that region again, at a resolution fit for the digit:
@@ -13,10 +14,12 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
+from imaging.decode import UPLOAD_SIZE_KEY
 from imaging.errors import NoDigitError
 from imaging.normalise import ink_bounds
 from imaging.pixels import shrink, to_grayscale
@@ -231,8 +234,28 @@ def read_digit(image: Image.Image, region: tuple[int, int, int, int]) -> np.ndar
     return ink_map(to_grayscale(shrink(image.crop(region), READ_SIZE)))
 
 
-def digit_ink(image: Image.Image) -> np.ndarray:
-    """The ink map that holds the digit: ``find_digit``, then ``read_digit``.
+@dataclass(frozen=True)
+class InkMap:
+    """An ink map and the part of the upright upload it shows.
+
+    ``region`` is (left, top, right, bottom) in the upload's pixels; the map
+    covers it evenly, so a box on the map maps back by one scale per axis.
+    """
+
+    ink: np.ndarray
+    region: tuple[float, float, float, float]
+
+    def box_in_upload(self, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        """A (left, top, right, bottom) box on the map in the upload's pixels (outer edges)."""
+        left, top, right, bottom = self.region
+        scale_x = (right - left) / self.ink.shape[1]
+        scale_y = (bottom - top) / self.ink.shape[0]
+        return (math.floor(left + box[0] * scale_x), math.floor(top + box[1] * scale_y),
+                math.ceil(left + box[2] * scale_x), math.ceil(top + box[3] * scale_y))
+
+
+def locate_ink(image: Image.Image) -> InkMap:
+    """The ink map that holds the digits: ``find_digit``, then ``read_digit``, with its place.
 
     An image small enough to be surveyed whole, on flat paper, is read once:
     its survey already is the ink map at full resolution.
@@ -242,5 +265,16 @@ def digit_ink(image: Image.Image) -> np.ndarray:
     level = uniform_paper_level(gray)
     ink = ink_on_paper(gray, level)
     if survey is image and level is not None:
-        return ink
-    return read_digit(image, region_around_ink(image, survey, ink))
+        region = (0, 0, image.width, image.height)
+    else:
+        region = region_around_ink(image, survey, ink)
+        ink = read_digit(image, region)
+    upload_width, upload_height = image.info.get(UPLOAD_SIZE_KEY, image.size)
+    scale_x, scale_y = upload_width / image.width, upload_height / image.height
+    return InkMap(ink, (region[0] * scale_x, region[1] * scale_y,
+                        region[2] * scale_x, region[3] * scale_y))
+
+
+def digit_ink(image: Image.Image) -> np.ndarray:
+    """The ink map that holds the digit (``locate_ink`` without its place)."""
+    return locate_ink(image).ink

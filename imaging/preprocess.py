@@ -7,6 +7,11 @@ Every upload is brought into MNIST's form one small step at a time:
                         at a resolution fit for the digit (imaging.ink)
     even_out_strokes    thick marker thinned, fine pen thickened (imaging.normalise)
     prepare_ink         crop_to_ink -> fit_to_box -> center_by_mass -> to_model_input
+
+This reads the whole ink as one digit. The request chain runs the same steps
+in two stages: preprocess (``imaging.ink.locate_ink``) finds the ink map, and
+segment (``imaging.segment``) prepares each digit found in it, the whole ink
+when it is one digit.
 """
 
 from __future__ import annotations

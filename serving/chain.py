@@ -1,19 +1,24 @@
 """The one chain every prediction goes through.
 
-    decode -> preprocess -> batch -> infer -> assess -> unbatch -> [explain] -> encode
+    decode -> preprocess -> segment -> batch -> infer -> assess -> unbatch -> read
+           -> [explain] -> encode
 
 The JSON API, the no-JavaScript page, the batch tool and the benchmarks all
 call it. Each stage is a small function that can be tested alone (decode is
-``imaging.decode.decode_upload``, preprocess is
-``imaging.preprocess.preprocess_image``, assess is ``serving.trust.assess``,
-explain, run only when asked for, is ``serving.explain``). ``Chain`` runs them in order and lets
-its owner wrap every stage from outside (timing, metrics) through ``wrap``, so
-the stages themselves only do their one job. None of it knows HTTP.
+``imaging.decode.decode_upload``, preprocess ``imaging.ink.locate_ink``, which
+finds the ink map, segment ``imaging.segment.segment``, which finds the
+candidate digits in it and prepares each, assess ``serving.trust.assess``;
+explain, run only when asked for, is ``serving.explain``). ``Chain`` runs them
+in order and lets its owner wrap every stage from outside (timing, metrics)
+through ``wrap``, so the stages themselves only do their one job. None of it
+knows HTTP.
 
-    prepare(data)            decode -> preprocess, one upload at a time
-    predict(classifier, ps)  batch -> infer -> assess -> unbatch, all prepared uploads at once
-    run(classifier, uploads) both, then (explain and) encode; an upload that fails keeps its
-                             own error
+    prepare(data)                decode -> preprocess -> segment, one upload at a time
+    predict(classifier, ps)      batch -> infer -> assess -> unbatch, prepared digits at once
+    read_numbers(classifier, ss) every upload's candidates through predict as one batch,
+                                 then read: the digits each upload's number is made of
+    run(classifier, uploads)     all of it, then (explain and) encode; an upload that fails
+                                 keeps its own error
 """
 
 from __future__ import annotations
@@ -29,15 +34,17 @@ from PIL import Image
 
 from imaging.decode import DEFAULT_LIMITS, DEFAULT_MAX_PIXELS, DecodeLimits, decode_upload
 from imaging.errors import PreprocessError
+from imaging.ink import locate_ink
 from imaging.normalise import PreparedDigit
-from imaging.preprocess import preprocess_image
+from imaging.segment import Segmentation, choose, segment, single_digit
 from model import DigitClassifier, NetworkOutputs
 from serving.batching import DynamicBatcher
 from serving.explain import heatmap_image, occlusion_map
 from serving.trust import SURE, Doubt, assess_outputs
 
 # The stages every prediction goes through, in order; "explain" runs before "encode" when asked.
-STAGES = ("decode", "preprocess", "batch", "infer", "assess", "unbatch", "encode")
+STAGES = ("decode", "preprocess", "segment", "batch", "infer", "assess", "unbatch", "read",
+          "encode")
 
 # Wraps one stage: given its name and function, returns the function to call instead.
 StageWrapper = Callable[[str, Callable[..., Any]], Callable[..., Any]]
@@ -52,6 +59,31 @@ class Prediction:
     probabilities: list[float]
     uncertain: bool = False
     reason: str | None = None  # one of serving.trust.REASONS when uncertain
+
+
+@dataclass(frozen=True)
+class ReadDigit:
+    """One digit of an upload's number: the network's answer, its input and its box."""
+
+    prediction: Prediction
+    prepared: PreparedDigit
+    box: tuple[int, int, int, int]  # left, top, right, bottom in the upright upload's pixels
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The digits an upload was read as, left to right (at least one)."""
+
+    digits: list[ReadDigit]
+
+    @property
+    def number(self) -> str:
+        return "".join(str(digit.prediction.digit) for digit in self.digits)
+
+    @property
+    def surest(self) -> ReadDigit:
+        """The digit the network is most sure of (the leftmost of equals)."""
+        return max(self.digits, key=lambda digit: digit.prediction.confidence)
 
 
 def batch(prepared: Sequence[PreparedDigit]) -> np.ndarray:
@@ -99,6 +131,17 @@ def honestly_rounded(probability: float) -> float:
     return BELOW_ONE if rounded >= 1.0 and probability < 1.0 else rounded
 
 
+def read(segmentation: Segmentation, predictions: Sequence[Prediction]) -> Reading:
+    """The digits of one upload: the candidates ``choose`` keeps, given the network's
+    answer for each candidate of ``segmentation`` (in its order)."""
+    confidences = [prediction.confidence for prediction in predictions]
+    return Reading([
+        ReadDigit(predictions[index], segmentation.candidates[index].prepared,
+                  segmentation.candidates[index].box)
+        for index in choose(segmentation, confidences)
+    ])
+
+
 def explain(classifier: DigitClassifier, prepared: PreparedDigit,
             prediction: Prediction) -> str:
     """Which input pixels pushed the answer, as a PNG data URL (``serving.explain``)."""
@@ -106,22 +149,44 @@ def explain(classifier: DigitClassifier, prepared: PreparedDigit,
     return png_data_url(heatmap_image(change))
 
 
-def encode(prediction: Prediction, prepared: PreparedDigit | None = None,
+def encode(reading: Reading, include_input: bool = False,
            explanation: str | None = None) -> dict[str, object]:
-    """The JSON body for a prediction; with ``prepared``, also the 28x28 model input, and with
-    ``explanation``, the heatmap of what pushed the answer."""
+    """The JSON body for an upload's reading.
+
+    ``prediction``, ``confidence`` and ``probabilities`` (and with
+    ``include_input`` the 28x28 model input, with ``explanation`` the heatmap of
+    what pushed the answer) describe the digit the network is surest of, which
+    for one digit is the digit; ``uncertain`` (and ``reason``) says whether any
+    digit read is in doubt. ``digits`` lists every digit left to right with its
+    box and its own doubt, and ``number`` spells them.
+    """
+    surest = reading.surest.prediction
+    doubted = next((digit.prediction for digit in reading.digits
+                    if digit.prediction.uncertain), None)
     body: dict[str, object] = {
-        "prediction": prediction.digit,
-        "confidence": honestly_rounded(prediction.confidence),
-        "probabilities": prediction.probabilities,
-        "uncertain": prediction.uncertain,
+        "prediction": surest.digit,
+        "confidence": honestly_rounded(surest.confidence),
+        "probabilities": surest.probabilities,
+        "uncertain": doubted is not None,
     }
-    if prediction.uncertain:
-        body["reason"] = prediction.reason
-    if prepared is not None:
-        body["input_image"] = png_data_url(prepared.image)
+    if doubted is not None:
+        body["reason"] = doubted.reason
+    if include_input:
+        body["input_image"] = png_data_url(reading.surest.prepared.image)
     if explanation is not None:
         body["explanation"] = explanation
+    body["digits"] = [digit_body(digit) for digit in reading.digits]
+    body["number"] = reading.number
+    return body
+
+
+def digit_body(digit: ReadDigit) -> dict[str, object]:
+    """One digit of a number: its value, confidence, box and (when in doubt) why."""
+    body: dict[str, object] = {"value": digit.prediction.digit,
+                               "confidence": honestly_rounded(digit.prediction.confidence),
+                               "box": list(digit.box), "uncertain": digit.prediction.uncertain}
+    if digit.prediction.uncertain:
+        body["reason"] = digit.prediction.reason
     return body
 
 
@@ -147,12 +212,14 @@ class Chain:
 
     With ``batch_delay`` (seconds) concurrent calls of ``predict`` are gathered
     by a ``DynamicBatcher`` for at most that long, up to ``max_batch`` inputs,
-    and share one run of the network.
+    and share one run of the network. With ``numbers=False`` the segment stage
+    reads every upload as one digit (its whole ink), as the service did before
+    it read numbers; the benchmarks compare the two.
     """
 
     def __init__(self, max_pixels: int = DEFAULT_MAX_PIXELS, wrap: StageWrapper = unwrapped,
                  limits: DecodeLimits = DEFAULT_LIMITS, batch_delay: float | None = None,
-                 max_batch: int = 32) -> None:
+                 max_batch: int = 32, numbers: bool = True) -> None:
         if max_pixels <= 0:
             raise ValueError(f"max_pixels must be a positive pixel count, not {max_pixels}")
         self.max_pixels = max_pixels
@@ -160,17 +227,19 @@ class Chain:
         self.batcher = (DynamicBatcher(self.predict_now, max_batch, batch_delay)
                         if batch_delay is not None else None)
         self.decode = wrap("decode", decode_upload)
-        self.preprocess = wrap("preprocess", preprocess_image)
+        self.preprocess = wrap("preprocess", locate_ink)
+        self.segment = wrap("segment", segment if numbers else single_digit)
         self.batch = wrap("batch", batch)
         self.infer = wrap("infer", infer)
         self.assess = wrap("assess", assess)
         self.unbatch = wrap("unbatch", unbatch)
         self.explain = wrap("explain", explain)
+        self.read = wrap("read", read)
         self.encode = wrap("encode", encode)
 
-    def prepare(self, data: bytes) -> PreparedDigit:
-        """decode -> preprocess for one upload; raises its ``PreprocessError``."""
-        return self.preprocess(self.decode(data, self.max_pixels, self.limits))
+    def prepare(self, data: bytes) -> Segmentation:
+        """decode -> preprocess -> segment for one upload; raises its ``PreprocessError``."""
+        return self.segment(self.preprocess(self.decode(data, self.max_pixels, self.limits)))
 
     def predict(self, classifier: DigitClassifier,
                 prepared: Sequence[PreparedDigit]) -> list[Prediction]:
@@ -188,6 +257,19 @@ class Chain:
         outputs = self.infer(classifier, self.batch(prepared))
         return self.unbatch(outputs, self.assess(classifier, outputs))
 
+    def read_numbers(self, classifier: DigitClassifier,
+                     segmentations: Sequence[Segmentation]) -> list[Reading]:
+        """Every candidate digit of every upload through the network as one batch, then
+        each upload's reading, in order."""
+        prepared = [c.prepared for s in segmentations for c in s.candidates]
+        predictions = self.predict(classifier, prepared)
+        readings, start = [], 0
+        for segmentation in segmentations:
+            end = start + len(segmentation.candidates)
+            readings.append(self.read(segmentation, predictions[start:end]))
+            start = end
+        return readings
+
     def run(self, classifier: DigitClassifier, uploads: Sequence[bytes],
             include_input: bool = False, explained: bool = False) -> list[Outcome]:
         """Every upload through the whole chain; each outcome in the order sent.
@@ -195,21 +277,21 @@ class Chain:
         An upload that cannot be read gets its ``PreprocessError`` as its outcome
         and the others are still answered. ``explained`` adds each answer's heatmap.
         """
-        outcomes: list[Outcome | PreparedDigit] = []
+        outcomes: list[Outcome | Segmentation] = []
         for data in uploads:
             try:
                 outcomes.append(self.prepare(data))
             except PreprocessError as error:
                 outcomes.append(error)
-        prepared = [item for item in outcomes if isinstance(item, PreparedDigit)]
-        predictions = iter(self.predict(classifier, prepared))
+        segmentations = [item for item in outcomes if isinstance(item, Segmentation)]
+        readings = iter(self.read_numbers(classifier, segmentations))
         answers: list[Outcome] = []
         for item in outcomes:
-            if not isinstance(item, PreparedDigit):
+            if not isinstance(item, Segmentation):
                 answers.append(item)
                 continue
-            prediction = next(predictions)
-            explanation = self.explain(classifier, item, prediction) if explained else None
-            answers.append(self.encode(prediction, item if include_input else None,
-                                       explanation))
+            reading = next(readings)
+            explanation = (self.explain(classifier, reading.surest.prepared,
+                                        reading.surest.prediction) if explained else None)
+            answers.append(self.encode(reading, include_input, explanation))
         return answers

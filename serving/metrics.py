@@ -45,7 +45,7 @@ STAGE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.0
 LOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 # The stages whose time is measured: those that take the time of a request.
-TIMED_STAGES = ("decode", "preprocess", "infer")
+TIMED_STAGES = ("decode", "preprocess", "segment", "infer")
 
 # No *_created series: they double what is exposed and the dashboards need none of them.
 disable_created_metrics()
@@ -62,7 +62,8 @@ IN_FLIGHT = Gauge(
 REJECTED_UPLOADS = Counter(
     "digits_rejected_uploads_total", "Uploads answered with an error, by error code.", ["code"])
 STAGE_SECONDS = Histogram(
-    "digits_stage_duration_seconds", "Time spent in the decode, preprocess and infer stages.",
+    "digits_stage_duration_seconds",
+    "Time spent in the decode, preprocess, segment and infer stages.",
     ["stage"], buckets=STAGE_BUCKETS)
 BATCH_SIZE = Histogram(
     "digits_batch_size", "Images per batch through the network.", buckets=BATCH_BUCKETS)
@@ -85,15 +86,15 @@ def _observe_batch(inputs: Any) -> None:
     BATCH_SIZE.observe(len(inputs))
 
 
-def _observe_predictions(predictions: Any) -> None:
-    for prediction in predictions:
-        _PREDICTED[prediction.digit].inc()
+def _observe_prediction(reading: Any) -> None:
+    # One count per image answered, by its top-level prediction, however many digits it held.
+    _PREDICTED[reading.surest.prediction.digit].inc()
 
 
 # What a stage's result tells, read as it passes through the wrapper.
 _RESULT_OBSERVERS: dict[str, Callable[[Any], None]] = {
     "batch": _observe_batch,
-    "unbatch": _observe_predictions,
+    "read": _observe_prediction,
 }
 
 

@@ -41,18 +41,40 @@ function cloneTemplate(id) {
 }
 
 function showResult(body, milliseconds) {
+  const several = body.digits.length > 1;
   const verdict = cloneTemplate("verdict-template");
-  verdict.querySelector("#prediction").textContent = String(body.prediction);
-  verdict.querySelector("#confidence strong").textContent = percent(body.confidence);
+  const label = body.uncertain ? "Best guess" : several ? "The number is" : "The digit is";
+  verdict.querySelector("#verdict-label").textContent = label;
+  verdict.querySelector("#prediction").textContent = several ? body.number : String(body.prediction);
+  verdict.querySelector(".confidence-label").textContent = several ? "Least sure digit" : "Confidence";
+  const leastSure = Math.min(...body.digits.map((digit) => digit.confidence));
+  verdict.querySelector("#confidence strong").textContent = percent(several ? leastSure : body.confidence);
   if (body.uncertain) {
     verdict.querySelector(".verdict").classList.add("unsure");
-    verdict.querySelector("#verdict-label").textContent = "Best guess";
     const doubt = verdict.querySelector("#doubt");
     doubt.textContent = `Not sure: ${reasonWords(body.reason)}.`;
     doubt.hidden = false;
   }
 
   const more = cloneTemplate("details-template");
+  more.querySelector("#digits-heading").hidden = !several;
+  const digitList = more.querySelector("#digits");
+  digitList.hidden = !several;
+  if (several) {
+    for (const digit of body.digits) {
+      const item = document.createElement("li");
+      const value = document.createElement("span");
+      value.className = "digit";
+      value.textContent = String(digit.value);
+      const sure = document.createElement("span");
+      sure.className = "percent";
+      sure.textContent = percent(digit.confidence);
+      item.append(value, " ", sure);
+      digitList.append(item);
+    }
+    more.querySelector("#input-caption").textContent =
+      "The surest digit as the model saw it (28 × 28)";
+  }
   more.querySelector("#input-image").src = body.input_image;
   if (body.explanation) {
     more.querySelector("#explanation").src = body.explanation;
@@ -71,6 +93,35 @@ function showResult(body, milliseconds) {
 
   statusRegion.replaceChildren(verdict);
   details.replaceChildren(more);
+}
+
+// ---- Boxes around the digits found ----------------------------------------
+
+const padBoxes = document.getElementById("pad-boxes");
+const previewBoxes = document.getElementById("preview-boxes");
+
+// Each box is placed in shares of the picture's size, so it stays on its digit
+// however large the pad or the preview is shown.
+function drawBoxes(layer, digits, width, height) {
+  layer.replaceChildren(...digits.map((digit) => {
+    const [left, top, right, bottom] = digit.box;
+    const box = document.createElement("div");
+    box.className = "box";
+    box.style.left = `${(100 * left) / width}%`;
+    box.style.top = `${(100 * top) / height}%`;
+    box.style.width = `${(100 * (right - left)) / width}%`;
+    box.style.height = `${(100 * (bottom - top)) / height}%`;
+    const tag = document.createElement("span");
+    tag.className = "box-value";
+    tag.textContent = String(digit.value);
+    box.append(tag);
+    return box;
+  }));
+}
+
+function clearBoxes() {
+  padBoxes.replaceChildren();
+  previewBoxes.replaceChildren();
 }
 
 function showError(message) {
@@ -128,7 +179,8 @@ async function readJson(response) {
   }
 }
 
-async function recognise(blob, filename, source) {
+// ``size`` is the picture's [width, height] in pixels, for placing the boxes.
+async function recognise(blob, filename, source, size) {
   cancelRequest();
   const request = { controller: new AbortController(), source };
   inFlight = request;
@@ -146,8 +198,11 @@ async function recognise(blob, filename, source) {
     });
     const body = await readJson(response);
     const elapsed = performance.now() - started;
+    clearBoxes();
     if (response.ok && body) {
       showResult(body, elapsed);
+      const layer = source === "drawing" ? padBoxes : previewBoxes;
+      if (size) drawBoxes(layer, body.digits, ...size);
     } else {
       showError(body?.error?.message ?? `The server answered with status ${response.status}`);
     }
@@ -184,9 +239,14 @@ function putInFileInput(file) {
   fileInput.files = transfer.files;
 }
 
+// The preview shows the picture upright, as the server reads it, so the boxes
+// are placed on its natural size once it has loaded.
 function useImage(file) {
   showPreview(file);
-  recognise(file, file.name || "image.png", "image");
+  clearBoxes();
+  const loaded = preview.decode().then(() => [preview.naturalWidth, preview.naturalHeight],
+    () => null);
+  loaded.then((size) => recognise(file, file.name || "image.png", "image", size));
 }
 
 function carriesFiles(event) {
@@ -242,12 +302,15 @@ function onSubmit(event) {
 
 // ---- The drawing pad ------------------------------------------------------
 
-// The pen's width as a share of the pad's side: once the server scales the
-// digit to 20 pixels, this is close to the pen of the MNIST digits.
+// The pen's width as a share of the pad's height: once the server scales a
+// digit as tall as the pad to 20 pixels, this is close to the pen of the MNIST digits.
 const PEN_WIDTH = 0.065;
+// The pad is this many times as wide as it is high, room for a number.
+const PAD_ASPECT = 2;
 const INK = "#111";
 const PAPER = "#fff";
-// Keyboard pen steps, as shares of the pad's side.
+// Keyboard pen steps, as shares of the pad's height (across too: the pen moves as
+// far either way).
 const STEP = 1 / 40;
 const BIG_STEP = 1 / 10;
 
@@ -263,7 +326,7 @@ function toPixels(point) {
 }
 
 function paintStroke(points) {
-  context.lineWidth = PEN_WIDTH * canvas.width;
+  context.lineWidth = PEN_WIDTH * canvas.height;
   context.lineCap = "round";
   context.lineJoin = "round";
   context.strokeStyle = INK;
@@ -290,10 +353,10 @@ function repaint() {
 // The canvas keeps one backing pixel per device pixel, so ink stays sharp on
 // phones; strokes are redrawn at the new size.
 function fitPadToScreen() {
-  const size = Math.round(canvas.getBoundingClientRect().width * window.devicePixelRatio);
-  if (size > 0 && size !== canvas.width) {
-    canvas.width = size;
-    canvas.height = size;
+  const width = Math.round(canvas.getBoundingClientRect().width * window.devicePixelRatio);
+  if (width > 0 && width !== canvas.width) {
+    canvas.width = width;
+    canvas.height = Math.round(width / PAD_ASPECT);
     repaint();
   }
 }
@@ -322,14 +385,16 @@ function predictDrawing() {
     showError("Draw a digit on the pad first");
     return;
   }
+  const size = [canvas.width, canvas.height];
   canvas.toBlob((png) => {
-    if (png) recognise(png, "drawing.png", "drawing");
+    if (png) recognise(png, "drawing.png", "drawing", size);
   }, "image/png");
 }
 
 // An emptied pad leaves nothing to show for it.
 function forgetDrawingResult() {
   if (inFlight?.source === "drawing") cancelRequest();
+  padBoxes.replaceChildren();
   if (shownSource === "drawing") {
     showPlaceholder();
     shownSource = null;
@@ -396,7 +461,7 @@ function showKeyboardPen() {
 }
 
 function moveKeyboardPen(dx, dy) {
-  keyboardPen.x = Math.min(1, Math.max(0, keyboardPen.x + dx));
+  keyboardPen.x = Math.min(1, Math.max(0, keyboardPen.x + dx / PAD_ASPECT));
   keyboardPen.y = Math.min(1, Math.max(0, keyboardPen.y + dy));
   if (stroke && pointerId === null) extendStroke({ ...keyboardPen });
   showKeyboardPen();

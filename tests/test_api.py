@@ -242,5 +242,5 @@ def test_a_full_batch_goes_through_the_network_once(app, heldout_digits, monkeyp
                         or run(batch))
     files = [(encode_image(paper_digit(images[i])), f"{i}.png") for i in range(0, 320, 5)]
     results = post_files(app.test_client(), files).get_json()["results"]
-    assert batches == [64]
+    assert len(batches) == 1 and batches[0] >= 64  # every candidate digit of every file
     assert np.mean([r["prediction"] for r in results] == labels[0:320:5]) >= 0.95

@@ -15,6 +15,7 @@ import pytest
 import urllib3
 from browsing import ARTIFACTS, DESKTOP, assert_clean_console, chromium, waiting
 from helpers import encode_image, paper_digit, served_in_thread
+from PIL import Image
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.actions import interaction
 from selenium.webdriver.common.actions.pointer_input import PointerInput
@@ -328,6 +329,65 @@ def test_drawing_with_the_mouse_then_undo_and_clear(page):
     assert text_of(page, "error") == "Draw a digit on the pad first."
 
 
+def boxes_on(driver: WebDriver, layer: str) -> list[dict]:
+    """The boxes shown over the pad or the preview: their page rectangles and labels."""
+    return driver.execute_script("""
+        return Array.from(document.querySelectorAll(`#${arguments[0]} .box`), (box) => {
+          const r = box.getBoundingClientRect();
+          return {left: r.left, right: r.right, top: r.top, bottom: r.bottom,
+                  value: box.textContent};
+        });
+    """, layer)
+
+
+def inside(box: dict, frame: dict) -> bool:
+    return (frame["left"] - 1 <= box["left"] < box["right"] <= frame["right"] + 1
+            and frame["top"] - 1 <= box["top"] < box["bottom"] <= frame["bottom"] + 1)
+
+
+def test_drawing_a_number_boxes_each_digit(page):
+    new_result(page, lambda: draw_stroke(page, line((0.18, 0.2), (0.36, 0.2))))
+    new_result(page, lambda: draw_stroke(page, line((0.36, 0.2), (0.26, 0.85))))
+    new_result(page, lambda: draw_stroke(page, line((0.62, 0.15), (0.62, 0.85))))
+    assert text_of(page, "verdict-label") == "The number is"
+    assert text_of(page, "prediction") == "71"
+    assert re.fullmatch(r"Least sure digit \d+\.\d%", text_of(page, "confidence"))
+    digits = page.find_elements(By.CSS_SELECTOR, "#digits li")
+    assert [item.find_element(By.CLASS_NAME, "digit").text for item in digits] == ["7", "1"]
+    pad = page.execute_script("return document.getElementById('pad').getBoundingClientRect()")
+    boxes = boxes_on(page, "pad-boxes")
+    assert [box["value"] for box in boxes] == ["7", "1"]
+    assert all(inside(box, pad) for box in boxes)
+    assert boxes[0]["right"] <= boxes[1]["left"]  # side by side, as drawn
+    # The 1 was drawn at 62% across the pad: its box is there.
+    middle = (boxes[1]["left"] + boxes[1]["right"]) / 2
+    assert abs(middle - (pad["left"] + 0.62 * pad["width"])) < 0.05 * pad["width"]
+    screenshot(page, "desktop-number")
+
+    new_result(page, lambda: page.find_element(By.ID, "clear").click())
+    assert boxes_on(page, "pad-boxes") == []
+
+
+def test_an_uploaded_number_is_boxed_on_the_preview(page, tmp_path, heldout_digits):
+    images, labels = heldout_digits
+    chosen = [index for digit in (3, 5, 8) for index in [int((labels == digit).argmax())]]
+    sheet = Image.new("L", (420, 160), 255)
+    for place, index in enumerate(chosen):
+        ink = Image.fromarray(images[index], mode="L").resize((112, 112))
+        sheet.paste(Image.new("L", ink.size, 0), (20 + 130 * place, 24), ink)
+    number_file = tmp_path / "number.png"
+    number_file.write_bytes(encode_image(sheet))
+
+    new_result(page, lambda: page.find_element(By.ID, "file").send_keys(str(number_file)))
+    assert text_of(page, "prediction") == "358"
+    preview = page.execute_script(
+        "return document.getElementById('preview').getBoundingClientRect()")
+    boxes = boxes_on(page, "preview-boxes")
+    assert [box["value"] for box in boxes] == ["3", "5", "8"]
+    assert all(inside(box, preview) for box in boxes)
+    full_page_screenshot(page, "desktop-upload-number")
+
+
 # ---- Keyboard and accessibility ---------------------------------------------
 
 def press(driver: WebDriver, *keys: str) -> None:
@@ -494,7 +554,7 @@ def test_phone_layout_and_drawing_with_a_finger(page):
         assert page.execute_script("return document.documentElement.scrollWidth") <= PHONE[0]
         pad = page.find_element(By.ID, "pad")
         assert 300 <= pad.size["width"] <= PHONE[0]
-        assert pad.size["width"] == pad.size["height"]
+        assert abs(pad.size["width"] - 2 * pad.size["height"]) <= 1  # room for a number
         # The pad draws at the screen's resolution.
         assert page.execute_script("return arguments[0].width", pad) == 2 * pad.size["width"]
         screenshot(page, "phone-start")

@@ -9,7 +9,7 @@ from imaging.errors import NoDigitError, NotAnImageError
 from imaging.normalise import INPUT_SHAPE, PreparedDigit, normalise_digit, to_model_input
 from model import DigitClassifier, NetworkOutputs
 from serving import chain
-from serving.chain import STAGES, Chain, Prediction
+from serving.chain import STAGES, Chain, Prediction, ReadDigit, Reading
 from serving.trust import Doubt
 
 WEIGHTS = folder_paths.get_full_path("weights", "model.pt")
@@ -23,7 +23,9 @@ def classifier():
 @pytest.fixture(scope="module")
 def prepared(heldout_digits):
     images, _ = heldout_digits
-    return [Chain().prepare(encode_image(paper_digit(image))) for image in images[:3]]
+    segmentations = [Chain().prepare(encode_image(paper_digit(image))) for image in images[:3]]
+    assert all(len(s.candidates) == 1 for s in segmentations)  # one digit: one candidate
+    return [s.candidates[0].prepared for s in segmentations]
 
 
 def test_batch_stacks_prepared_inputs_in_order(prepared):
@@ -44,18 +46,47 @@ def test_unbatch_gives_one_prediction_per_row_with_its_doubt():
 
 def test_encode_adds_the_model_input_only_when_asked(prepared):
     prediction = Prediction(digit=7, confidence=0.9876543, probabilities=[0.1] * 10)
-    assert chain.encode(prediction) == {"prediction": 7, "confidence": 0.987654,
-                                        "probabilities": [0.1] * 10, "uncertain": False}
-    with_input = chain.encode(prediction, prepared[0])
+    reading = Reading([ReadDigit(prediction, prepared[0], (3, 4, 50, 60))])
+    assert chain.encode(reading) == {"prediction": 7, "confidence": 0.987654,
+                                     "probabilities": [0.1] * 10, "uncertain": False,
+                                     "number": "7",
+                                     "digits": [{"value": 7, "confidence": 0.987654,
+                                                 "box": [3, 4, 50, 60], "uncertain": False}]}
+    with_input = chain.encode(reading, include_input=True)
     assert with_input["input_image"].startswith("data:image/png;base64,")
 
 
-def test_encode_gives_the_reason_only_when_uncertain():
+def test_encode_gives_the_reason_only_when_uncertain(prepared):
     doubtful = Prediction(digit=1, confidence=0.4, probabilities=[0.1] * 10, uncertain=True,
                           reason="not_a_digit")
-    body = chain.encode(doubtful)
+    body = chain.encode(Reading([ReadDigit(doubtful, prepared[0], (0, 0, 5, 5))]))
     assert body["uncertain"] is True and body["reason"] == "not_a_digit"
-    assert "reason" not in chain.encode(Prediction(7, 0.99, [0.1] * 10))
+    assert body["digits"][0]["reason"] == "not_a_digit"
+    sure = chain.encode(Reading([ReadDigit(Prediction(7, 0.99, [0.1] * 10), prepared[0],
+                                           (0, 0, 5, 5))]))
+    assert "reason" not in sure and "reason" not in sure["digits"][0]
+
+
+def test_a_number_is_uncertain_when_any_of_its_digits_is(prepared):
+    sure = Prediction(digit=1, confidence=0.99, probabilities=[0.001] * 10)
+    doubtful = Prediction(digit=4, confidence=0.45, probabilities=[0.04] * 10, uncertain=True,
+                          reason="low_confidence")
+    body = chain.encode(Reading([ReadDigit(sure, prepared[0], (0, 0, 10, 20)),
+                                 ReadDigit(doubtful, prepared[1], (12, 0, 20, 20))]))
+    assert (body["prediction"], body["uncertain"], body["reason"]) == (1, True, "low_confidence")
+    assert [d["uncertain"] for d in body["digits"]] == [False, True]
+
+
+def test_encode_describes_the_surest_digit_at_the_top(prepared):
+    unsure = Prediction(digit=4, confidence=0.6, probabilities=[0.04] * 10)
+    sure = Prediction(digit=1, confidence=0.99, probabilities=[0.001] * 10)
+    reading = Reading([ReadDigit(unsure, prepared[0], (0, 0, 10, 20)),
+                       ReadDigit(sure, prepared[1], (12, 0, 20, 20))])
+    body = chain.encode(reading, include_input=True)
+    assert (body["prediction"], body["confidence"]) == (1, 0.99)
+    assert body["input_image"] == chain.png_data_url(prepared[1].image)
+    assert body["number"] == "41"
+    assert [d["box"] for d in body["digits"]] == [[0, 0, 10, 20], [12, 0, 20, 20]]
 
 
 def test_predict_answers_what_the_network_answers_on_the_same_batch(classifier, heldout_digits):

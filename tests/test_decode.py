@@ -138,8 +138,8 @@ def test_a_float_image_with_non_finite_values_is_read(bad):
     Image.fromarray(values, mode="F").save(buffer, "TIFF")
     decoded = decode_upload(buffer.getvalue())
     assert np.isfinite(np.asarray(decoded)).all()
-    prepared = Chain().prepare(buffer.getvalue())
-    assert np.isfinite(prepared.model_input).all()
+    segmentation = Chain().prepare(buffer.getvalue())
+    assert all(np.isfinite(c.prepared.model_input).all() for c in segmentation.candidates)
 
 
 def test_limits_are_settings_answered_with_413(make_app):

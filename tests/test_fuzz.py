@@ -92,12 +92,14 @@ def images(draw) -> bytes:
 
 def prepare_or_documented_error(data: bytes) -> None:
     try:
-        prepared = CHAIN.prepare(data)
+        segmentation = CHAIN.prepare(data)
     except PreprocessError as error:
         assert error.code in ("not_an_image", "image_too_large", "no_digit_found")
         return
-    assert prepared.model_input.shape == (1, 28, 28)
-    assert np.isfinite(prepared.model_input).all()
+    assert segmentation.candidates
+    for candidate in segmentation.candidates:
+        assert candidate.prepared.model_input.shape == (1, 28, 28)
+        assert np.isfinite(candidate.prepared.model_input).all()
 
 
 @FUZZ

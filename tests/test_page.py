@@ -4,8 +4,10 @@ import io
 from collections.abc import Iterator
 from html.parser import HTMLParser
 
+import numpy as np
 import pytest
 from helpers import encode_image, paper_digit, post_file_over_http, served_in_thread
+from PIL import Image
 
 from serving.trust import REASONS
 from training.nondigits import nondigit_pictures
@@ -177,6 +179,20 @@ def test_show_why_adds_the_heatmap_and_its_legend(client, heldout_digits):
     assert heatmap["src"].startswith("data:image/png;base64,") and "hidden" not in heatmap
     assert "pushed towards the answer" in page.text("legend")
     assert "checked" in page.find("input", id="explain")[0]
+
+
+def test_form_post_of_a_number_shows_the_number_and_each_digit(client, heldout_digits):
+    images, labels = heldout_digits
+    chosen = [int(np.flatnonzero(labels == digit)[0]) for digit in (2, 9)]
+    sheet = Image.new("L", (300, 140), 255)
+    for place, index in enumerate(chosen):
+        ink = Image.fromarray(images[index], mode="L").resize((100, 100))
+        sheet.paste(Image.new("L", ink.size, 0), (20 + 140 * place, 20), ink)
+    page = parse(post_page(client, encode_image(sheet)))
+    assert page.text("verdict-label") == "The number is"
+    assert page.text("prediction") == "29"
+    assert page.text("confidence").startswith("Least sure digit ")
+    assert page.text("digits").split()[::2] == ["2", "9"]
 
 
 def test_form_post_with_a_broken_file_shows_the_error(client):

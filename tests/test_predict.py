@@ -3,9 +3,11 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from helpers import encode_image, paper_digit
 from PIL import Image
+from synthetic_numbers import make_number
 
 import folder_paths
 from tools import predict
@@ -14,7 +16,8 @@ from training.nondigits import nondigit_pictures
 
 @pytest.fixture
 def folder(tmp_path, heldout_digits):
-    """Good digits (PNG, JPEG, white on black, in a subfolder), a broken file, a blank image."""
+    """Good digits (PNG, JPEG, white on black, in a subfolder), a written number, a broken
+    file, a blank image."""
     images, labels = heldout_digits
     root = tmp_path / "scans"
     (root / "more" / "deeper").mkdir(parents=True)
@@ -30,6 +33,9 @@ def folder(tmp_path, heldout_digits):
     inverse = root / "more" / "deeper" / "mnist.png"
     inverse.write_bytes(encode_image(Image.fromarray(images[450], mode="L")))
     expected[str(inverse)] = labels[450]
+    number = make_number("paper-png", images, labels, np.random.default_rng(7), length=3)
+    (root / "number.png").write_bytes(number.data)
+    expected[str(root / "number.png")] = number.number
     (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     (root / "notes.txt").write_text("not an image")
     (root / "blank.png").write_bytes(encode_image(Image.new("L", (64, 64), 255)))
@@ -50,12 +56,13 @@ def test_a_folder_of_good_broken_and_blank_files(folder, tmp_path):
                            "--no-progress"])
     assert status == 1  # some files got no prediction
     rows = {row["path"]: row for row in read_csv(out)}
-    assert list(read_csv(out)[0]) == ["path", "prediction", "confidence", "uncertain", "reason",
-                                      "error"]
+    assert list(read_csv(out)[0]) == ["path", "prediction", "confidence", "number", "uncertain",
+                                      "reason", "error"]
     assert len(rows) == len(expected) + 4
     for path, label in expected.items():
         assert rows[path]["error"] == ""
-        assert int(rows[path]["prediction"]) == label
+        assert rows[path]["number"] == str(label)
+        assert int(rows[path]["prediction"]) in {int(digit) for digit in str(label)}
         assert 0.0 < float(rows[path]["confidence"]) <= 1.0
         assert (rows[path]["uncertain"], rows[path]["reason"]) == ("False", "")
     checks = rows[str(root / "checks.png")]
@@ -64,7 +71,8 @@ def test_a_folder_of_good_broken_and_blank_files(folder, tmp_path):
     assert rows[str(root / "notes.txt")]["error"].startswith("not_an_image: ")
     assert rows[str(root / "blank.png")]["error"].startswith("no_digit_found: ")
     for name in ("broken.png", "notes.txt", "blank.png"):
-        assert rows[str(root / name)]["prediction"] == rows[str(root / name)]["confidence"] == ""
+        row = rows[str(root / name)]
+        assert row["prediction"] == row["confidence"] == row["number"] == ""
     assert not any(".cache" in path for path in rows)
 
 
@@ -76,7 +84,7 @@ def test_every_file_predicted_exits_zero_and_json_lines(folder, tmp_path):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [row["path"] for row in rows] == good  # one row per input, in the given order
     assert all(row["error"] is None for row in rows)
-    assert [row["prediction"] for row in rows] == [int(expected[path]) for path in good]
+    assert [row["number"] for row in rows] == [str(expected[path]) for path in good]
 
 
 def test_a_missing_path_gets_its_row(tmp_path):

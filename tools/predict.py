@@ -40,14 +40,14 @@ from tqdm import tqdm
 
 import folder_paths
 from imaging.errors import PreprocessError
-from imaging.normalise import PreparedDigit
+from imaging.segment import Segmentation
 from model import DEFAULT_WEIGHTS, DigitClassifier
 from runtime.backend_names import BACKENDS, DEFAULT_BACKEND
 from runtime.devices import DEFAULT_DEVICE, DEVICE_CHOICES
 from runtime.threads import limit_threads_in_worker
 from serving.chain import Chain
 
-CSV_COLUMNS = ("path", "prediction", "confidence", "uncertain", "reason", "error")
+CSV_COLUMNS = ("path", "prediction", "confidence", "number", "uncertain", "reason", "error")
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,7 @@ class Row:
     path: str
     prediction: int | None = None
     confidence: float | None = None
+    number: str | None = None
     uncertain: bool | None = None
     reason: str | None = None
     error: str | None = None
@@ -104,8 +105,8 @@ def is_hidden(relative: Path) -> bool:
 
 
 class ImageFiles(Dataset):
-    """Image files, each prepared by the chain; item ``i`` is its ``PreparedDigit`` or the
-    reason it has none (its error code, then why)."""
+    """Image files, each prepared by the chain; item ``i`` is its ``Segmentation`` (its
+    candidate digits) or the reason it has none (its error code, then why)."""
 
     def __init__(self, files: Sequence[Path], chain: Chain) -> None:
         self.files = list(files)
@@ -114,7 +115,7 @@ class ImageFiles(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> PreparedDigit | str:
+    def __getitem__(self, index: int) -> Segmentation | str:
         try:
             data = self.files[index].read_bytes()
         except OSError as error:
@@ -149,16 +150,16 @@ def predict_files(classifier_factory: Callable[[], DigitClassifier], files: Sequ
     bar = tqdm(total=len(files), unit="image", disable=not progress)
     position = 0
     for items in batches:
-        prepared = [item for item in items if isinstance(item, PreparedDigit)]
-        answers = iter(chain.predict(classifier, prepared))
+        segmentations = [item for item in items if isinstance(item, Segmentation)]
+        readings = iter(chain.read_numbers(classifier, segmentations))
         for offset, item in enumerate(items):
             path = str(files[position + offset])
             if isinstance(item, str):
                 yield Row(path, error=item)
             else:
-                body = chain.encode(next(answers))
-                yield Row(path, body["prediction"], body["confidence"], body["uncertain"],
-                          body.get("reason"))
+                body = chain.encode(next(readings))
+                yield Row(path, body["prediction"], body["confidence"], body["number"],
+                          body["uncertain"], body.get("reason"))
         position += len(items)
         bar.update(len(items))
     bar.close()
@@ -172,7 +173,8 @@ def write_rows(rows: Iterator[Row], stream: TextIO, json_lines: bool) -> int:
         writer.writerow(CSV_COLUMNS)
     for row in rows:
         failed += row.error is not None
-        values = (row.path, row.prediction, row.confidence, row.uncertain, row.reason, row.error)
+        values = (row.path, row.prediction, row.confidence, row.number, row.uncertain,
+                  row.reason, row.error)
         if writer:
             writer.writerow(["" if value is None else value for value in values])
         else:

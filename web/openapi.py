@@ -91,6 +91,11 @@ KEYED_ERRORS = ("unauthorized",)
 # A bearer key where one is set (DIGITS_API_KEY, DIGITS_ADMIN_KEY, DIGITS_METRICS_KEY), else none.
 OPTIONAL_KEY = [{}, {"bearerKey": []}]
 
+REASON_SCHEMA: Schema = {
+    "type": "string", "enum": list(REASONS),
+    "description": "only when `uncertain`: " + "; ".join(f"`{code}`: {words}"
+                                                       for code, words in REASONS.items())}
+
 SCHEMAS: dict[str, Schema] = {
     "Error": {
         "type": "object",
@@ -107,7 +112,13 @@ SCHEMAS: dict[str, Schema] = {
     },
     "Prediction": {
         "type": "object",
-        "required": ["prediction", "confidence", "probabilities", "uncertain"],
+        "description": "An image's reading. `prediction`, `confidence`, `probabilities`,"
+                       " `input_image` and `explanation` describe one digit: for an image"
+                       " of one digit, that digit; for a number, the digit the model is"
+                       " surest of. `uncertain` is true when any digit read is in doubt."
+                       " `digits` and `number` give every digit found, left to right.",
+        "required": ["prediction", "confidence", "probabilities", "uncertain", "digits",
+                     "number"],
         "properties": {
             "prediction": {"type": "integer", "minimum": 0, "maximum": NUM_CLASSES - 1},
             "confidence": {"type": "number", "minimum": 0, "maximum": 1,
@@ -120,10 +131,7 @@ SCHEMAS: dict[str, Schema] = {
             "uncertain": {"type": "boolean",
                           "description": "true: do not take the prediction as a fact;"
                                          " `reason` says why"},
-            "reason": {"type": "string", "enum": list(REASONS),
-                       "description": "only when `uncertain`: "
-                                      + "; ".join(f"`{code}`: {words}"
-                                                  for code, words in REASONS.items())},
+            "reason": REASON_SCHEMA,
             "input_image": {"type": "string", "pattern": "^data:image/png;base64,",
                             "description": "with `?input_image=1`: the 28x28 picture the model"
                                            " saw"},
@@ -132,6 +140,26 @@ SCHEMAS: dict[str, Schema] = {
                                            " over `input_image`, red where a pixel pushed"
                                            " towards the prediction, blue where it pushed"
                                            " away, more opaque the more it mattered"},
+            "digits": {"type": "array", "minItems": 1, "items": ref("Digit"),
+                       "description": "every digit found in the image, left to right"},
+            "number": {"type": "string", "pattern": "^[0-9]+$",
+                       "description": "the digits' values in order, e.g. `\"2024\"`"},
+        },
+    },
+    "Digit": {
+        "type": "object",
+        "required": ["value", "confidence", "box", "uncertain"],
+        "properties": {
+            "value": {"type": "integer", "minimum": 0, "maximum": NUM_CLASSES - 1},
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+            "box": {"type": "array", "minItems": 4, "maxItems": 4,
+                    "items": {"type": "integer", "minimum": 0},
+                    "description": "`[left, top, right, bottom]` around the digit's ink, in"
+                                   " pixels of the upright image (after its EXIF"
+                                   " orientation), right and bottom exclusive"},
+            "uncertain": {"type": "boolean",
+                          "description": "whether this digit's reading is in doubt"},
+            "reason": REASON_SCHEMA,
         },
     },
     "Results": {
@@ -195,7 +223,7 @@ PATHS: dict[str, dict[str, Any]] = {
         },
     },
     "/predict": {"post": {
-        "summary": "Which digit each uploaded image shows",
+        "summary": "Which digit or number each uploaded image shows",
         "operationId": "predict",
         "security": OPTIONAL_KEY,
         "parameters": [{"name": "input_image", "in": "query", "required": False,

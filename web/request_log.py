@@ -144,16 +144,17 @@ def _note_image(image: Any) -> None:
     g.setdefault("image_sizes", []).append(list(image.size))
 
 
-def _note_predictions(predictions: Any) -> None:
-    g.setdefault("predictions", []).extend(prediction.digit for prediction in predictions)
+def _note_prediction(reading: Any) -> None:
+    # The upload's answer as the API's ``prediction`` gives it, not every candidate digit.
+    g.setdefault("predictions", []).append(reading.surest.prediction.digit)
 
 
 # What the log line takes from a stage's result.
-_NOTES: dict[str, Callable[[Any], None]] = {"decode": _note_image, "unbatch": _note_predictions}
+_NOTES: dict[str, Callable[[Any], None]] = {"decode": _note_image, "read": _note_prediction}
 
 
 def noting_stage(name: str, stage: Callable[..., Any]) -> Callable[..., Any]:
-    """A ``StageWrapper`` noting, for the log line, what the decode and unbatch stages give."""
+    """A ``StageWrapper`` noting, for the log line, what the decode and read stages give."""
     note = _NOTES.get(name)
     if note is None:
         return stage

@@ -1,0 +1,233 @@
+"""Whole numbers: each digit found, read in one batch, boxed in the upload's pixels."""
+
+import io
+
+import numpy as np
+import pytest
+from helpers import encode_image, paper_digit, upload
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image, ImageDraw
+from synthetic_numbers import NUMBER_KINDS, make_number
+from synthetic_uploads import encode_upload, exif_rotated
+from werkzeug.datastructures import FileStorage, MultiDict
+from werkzeug.test import encode_multipart
+
+import folder_paths
+from app import create_app
+from imaging.decode import decode_upload
+from imaging.ink import InkMap, locate_ink
+from imaging.normalise import prepare_ink
+from imaging.preprocess import preprocess_image
+from imaging.segment import Candidate, Segmentation, Shape, choose, segment
+from model import DigitClassifier
+from serving.chain import Chain
+
+HELDOUT_ALL = "fixtures/heldout_all.npz"
+# Numbers per kind in the small set the tests read (the benchmark reads hundreds).
+PER_KIND = 10
+# Floors for that small set, below what the benchmark measures on its large one
+# (see the README) so that retrained weights do not trip them by chance.
+NUMBER_ACCURACY = 0.8
+DIGIT_ACCURACY = 0.95
+
+
+@pytest.fixture(scope="module")
+def heldout_all():
+    with np.load(folder_paths.get_full_path("tests", HELDOUT_ALL)) as data:
+        return data["images"], data["labels"].astype(int)
+
+
+@pytest.fixture(scope="module")
+def number_client():
+    return create_app({"TESTING": True, "DEVICE": "cpu", "TORCH_THREADS": 1}).test_client()
+
+
+def page_with(digits: list[np.ndarray], lefts: list[int], top: int = 40,
+              scale: int = 3) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
+    """Black digits on white paper at the given left edges, and each digit's ink box."""
+    page = Image.new("L", (max(lefts) + 28 * scale + 60, 28 * scale + 2 * top), 255)
+    boxes = []
+    for digit, left in zip(digits, lefts, strict=True):
+        ink = Image.fromarray(digit, mode="L").resize((28 * scale, 28 * scale),
+                                                       Image.Resampling.BICUBIC)
+        page.paste(Image.new("L", ink.size, 0), (left, top), ink)
+        x0, y0, x1, y1 = ink.getbbox()
+        boxes.append((left + x0, top + y0, left + x1, top + y1))
+    return page, boxes
+
+
+def assert_near(found, expected, slack: int) -> None:
+    """Boxes alike within ``slack`` pixels: the ink map drops the faintest antialiased edge."""
+    assert all(abs(a - b) <= slack for a, b in zip(found, expected, strict=True)), (found,
+                                                                                     expected)
+
+
+def test_one_digit_is_prepared_exactly_as_before(heldout_digits):
+    images, _ = heldout_digits
+    alone = 0
+    for image in images[::25]:
+        decoded = decode_upload(encode_image(paper_digit(image)))
+        segmentation = segment(locate_ink(decoded))
+        # The candidate that covers the whole line is the whole ink, as one digit was read.
+        (whole,) = [c for c in segmentation.candidates
+                    if c.start == 0 and c.end == segmentation.segments]
+        assert np.array_equal(whole.prepared.model_input, preprocess_image(decoded).model_input)
+        alone += len(segmentation.candidates) == 1
+    assert alone >= 15  # of 20: most digits are one piece of ink, with nothing else to try
+
+
+def test_separate_digits_are_found_left_to_right(heldout_all):
+    images, labels = heldout_all
+    chosen = [int(np.flatnonzero(labels == d)[0]) for d in (3, 0, 8)]
+    page, boxes = page_with([images[i] for i in chosen], [20, 130, 240])
+    segmentation = segment(locate_ink(decode_upload(encode_image(page))))
+    for expected in boxes:  # each digit whole is one of the candidates
+        assert any(all(abs(a - b) <= 2 for a, b in zip(c.box, expected, strict=True))
+                   for c in segmentation.candidates), expected
+    starts = [c.start for c in segmentation.candidates]
+    lefts = [c.box[0] for c in segmentation.candidates]
+    assert starts == sorted(starts)
+    assert min(lefts) == min(b[0] for b in boxes)
+
+
+def test_choose_keeps_the_cover_the_network_is_surest_of():
+    def candidate(start, end, cuts=0):
+        prepared = prepare_ink(np.ones((5, 5), np.float32))
+        return Candidate(prepared, (0, 0, 1, 1), start, end, Shape(0.6, 1.0, 0, cuts))
+
+    # Three segments: read as one digit over 0..2 then one over 2..3, or three alone.
+    segmentation = Segmentation([candidate(0, 1, 1), candidate(1, 2, 2), candidate(0, 2, 1),
+                                 candidate(2, 3)], 3)
+    assert choose(segmentation, [0.9, 0.9, 0.99, 0.95]) == [2, 3]
+    assert choose(segmentation, [0.99, 0.99, 0.2, 0.95]) == [0, 1, 3]
+
+
+def test_a_broken_stroke_is_joined_into_one_digit():
+    # A 5 drawn in two strokes: the flag does not touch the body.
+    page = Image.new("L", (200, 200), 255)
+    draw = ImageDraw.Draw(page)
+    draw.line([(80, 50), (78, 100)], fill=0, width=9)
+    draw.arc([60, 85, 130, 155], start=-100, end=150, fill=0, width=9)
+    draw.line([(90, 48), (135, 48)], fill=0, width=9)
+    segmentation = segment(locate_ink(decode_upload(encode_image(page))))
+    order = choose(segmentation, [1.0] * len(segmentation.candidates))
+    assert len(order) == 1
+
+
+def test_one_digit_answers_as_before_plus_its_digit_and_number(number_client, heldout_digits):
+    images, labels = heldout_digits
+    body = upload(number_client, encode_image(paper_digit(images[0])),
+                  query="?input_image=1").get_json()
+    assert set(body) == {"prediction", "confidence", "probabilities", "input_image", "digits",
+                         "number"}
+    (digit,) = body["digits"]
+    assert digit["value"] == body["prediction"] == labels[0]
+    assert digit["confidence"] == body["confidence"]
+    assert body["number"] == str(labels[0])
+    left, top, right, bottom = digit["box"]
+    assert 0 <= left < right <= 160 and 0 <= top < bottom <= 160
+
+
+def test_a_number_is_read_with_boxes_in_the_upright_upload(number_client, heldout_all):
+    images, labels = heldout_all
+    chosen = [int(np.flatnonzero(labels == d)[1]) for d in (4, 7, 2)]
+    page, boxes = page_with([images[i] for i in chosen], [30, 140, 250])
+    body = upload(number_client, encode_image(page)).get_json()
+    assert body["number"] == "472"
+    assert [d["value"] for d in body["digits"]] == [4, 7, 2]
+    for digit, expected in zip(body["digits"], boxes, strict=True):
+        assert_near(digit["box"], expected, slack=4)
+    surest = max(body["digits"], key=lambda d: d["confidence"])
+    assert (body["prediction"], body["confidence"]) == (surest["value"], surest["confidence"])
+    # Photographed sideways: the boxes are still in the upright picture's pixels.
+    rotated = exif_rotated(page.convert("RGB"), 6)
+    body = upload(number_client, encode_upload(rotated, "JPEG", quality=95)).get_json()
+    assert body["number"] == "472"
+    for digit, expected in zip(body["digits"], boxes, strict=True):
+        assert_near(digit["box"], expected, slack=6)
+
+
+def test_boxes_of_a_large_photo_are_in_its_own_pixels(number_client, heldout_all):
+    images, labels = heldout_all
+    chosen = [int(np.flatnonzero(labels == d)[2]) for d in (6, 1)]
+    page, boxes = page_with([images[i] for i in chosen], [300, 700], top=400, scale=12)
+    page = page.resize((page.width * 2, page.height * 2))  # decoded at a reduced scale
+    body = upload(number_client, encode_image(page.convert("RGB"), "JPEG", quality=90)).get_json()
+    assert body["number"] == "61"
+    for digit, expected in zip(body["digits"], boxes, strict=True):
+        assert_near(digit["box"], [2 * v for v in expected], slack=24)
+
+
+def test_several_files_each_get_their_number(number_client, heldout_all):
+    images, labels = heldout_all
+    uploads = [make_number("paper-png", images, labels, np.random.default_rng(seed), length=3)
+               for seed in (1, 2)]
+    fields = MultiDict(("file", FileStorage(io.BytesIO(u.data), f"{i}.png"))
+                       for i, u in enumerate(uploads))
+    boundary, body = encode_multipart(fields)
+    response = number_client.post("/predict", data=body,
+                                  content_type=f"multipart/form-data; boundary={boundary}")
+    results = response.get_json()["results"]
+    assert [r["number"] for r in results] == [u.number for u in uploads]
+
+
+def edit_distance(a: str, b: str) -> int:
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        previous, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (x != y))
+    return row[-1]
+
+
+@pytest.mark.parametrize("kind", NUMBER_KINDS)
+def test_generated_numbers_are_read(number_client, heldout_all, kind):
+    images, labels = heldout_all
+    rng = np.random.default_rng(sorted(NUMBER_KINDS).index(kind))
+    numbers = [make_number(kind, images, labels, rng) for _ in range(PER_KIND)]
+    read = [upload(number_client, n.data).get_json()["number"] for n in numbers]
+    right = np.mean([r == n.number for r, n in zip(read, numbers, strict=True)])
+    digits = sum(len(n.number) for n in numbers)
+    wrong = sum(edit_distance(r, n.number) for r, n in zip(read, numbers, strict=True))
+    assert right >= NUMBER_ACCURACY, list(zip(read, [n.number for n in numbers], strict=True))
+    assert 1 - wrong / digits >= DIGIT_ACCURACY
+
+
+def test_touching_digits_within_a_number_are_split(number_client, heldout_all):
+    images, labels = heldout_all
+    rng = np.random.default_rng(40)
+    numbers = [make_number("paper-png", images, labels, rng, length=4, touching=True)
+               for _ in range(8)]
+    read = [upload(number_client, n.data).get_json()["number"] for n in numbers]
+    assert sum(len(r) == len(n.number) for r, n in zip(read, numbers, strict=True)) >= 4
+
+
+def test_without_the_segment_stage_an_image_is_read_as_one_digit(heldout_all):
+    images, labels = heldout_all
+    number = make_number("paper-png", images, labels, np.random.default_rng(3), length=4)
+    classifier = DigitClassifier(folder_paths.get_full_path("weights", "model.pt"), "cpu", "onnx")
+    (whole,) = Chain(numbers=False).run(classifier, [number.data])
+    (read,) = Chain().run(classifier, [number.data])
+    assert len(whole["number"]) == 1 and len(whole["digits"]) == 1
+    assert read["number"] == number.number
+
+
+@settings(max_examples=40, deadline=None)
+@given(strokes=st.lists(st.tuples(st.integers(0, 230), st.integers(0, 70), st.integers(0, 230),
+                                  st.integers(0, 70), st.integers(1, 6)), min_size=1, max_size=8),
+       seed=st.integers(0, 2**16))
+def test_any_ink_is_covered_once_left_to_right(strokes, seed):
+    page = Image.new("L", (240, 80), 0)
+    draw = ImageDraw.Draw(page)
+    for x0, y0, x1, y1, width in strokes:
+        draw.line([(x0, y0), (x1, y1)], fill=255, width=width)
+    ink = np.asarray(page, dtype=np.float32)
+    segmentation = segment(InkMap(ink, (0.0, 0.0, 240.0, 80.0)))
+    confidences = np.random.default_rng(seed).uniform(0.01, 1.0, len(segmentation.candidates))
+    chosen = [segmentation.candidates[i] for i in choose(segmentation, list(confidences))]
+    assert chosen[0].start == 0 and chosen[-1].end == segmentation.segments
+    assert all(a.end == b.start for a, b in zip(chosen, chosen[1:], strict=False))
+    for candidate in chosen:
+        left, top, right, bottom = candidate.box
+        assert 0 <= left < right <= 240 and 0 <= top < bottom <= 80
