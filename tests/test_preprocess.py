@@ -5,7 +5,7 @@ import io
 import numpy as np
 import pytest
 from helpers import encode_image, paper_digit
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw
 from synthetic_uploads import blank_photo, canvas_export, encode_upload, exif_rotated, photographed
 
 from imaging.decode import DECODE_SIZE, decode_upload, draft_request
@@ -476,39 +476,3 @@ def test_grainy_paper_takes_the_full_path(heldout_digits):
     page = np.asarray(paper_digit(heldout_digits[0][0]).convert("RGB"), dtype=np.float32)
     photo = photographed(page, np.random.default_rng(0))
     assert uniform_paper_level(to_grayscale(photo)) is None
-
-
-# A visible digit is never taken for blank paper, however much of the picture it fills.
-
-
-def tight(digit: np.ndarray) -> np.ndarray:
-    rows, cols = np.flatnonzero(digit.any(axis=1)), np.flatnonzero(digit.any(axis=0))
-    return digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-
-
-def blurry_scan(digit: np.ndarray, size: int, low: int) -> Image.Image:
-    """A digit scanned at ``low`` pixels, upscaled with smoothing to ``size``, filling it."""
-    small = Image.fromarray(255 - tight(digit)).resize((low, low), Image.Resampling.BOX)
-    large = small.resize((size, size), Image.Resampling.BICUBIC)
-    return large.filter(ImageFilter.GaussianBlur(size / 40))
-
-
-FRAME_FILLERS = {
-    "tight-crop": lambda digit, size: Image.fromarray(255 - tight(digit)).resize(
-        (size, size), Image.Resampling.BICUBIC),
-    "white-on-black-filling-the-frame": lambda digit, size: Image.fromarray(tight(digit)).resize(
-        (size, size), Image.Resampling.BICUBIC),
-    "blurry-8px-scan": lambda digit, size: blurry_scan(digit, size, 8),
-    "blurry-12px-scan": lambda digit, size: blurry_scan(digit, size, 12),
-    "blurry-16px-scan": lambda digit, size: blurry_scan(digit, size, 16),
-}
-
-
-@pytest.mark.parametrize("kind", sorted(FRAME_FILLERS))
-@pytest.mark.parametrize("size", [16, 28, 100, 300, 1000])
-def test_a_digit_filling_the_frame_is_never_refused(heldout_digits, kind, size):
-    images, _ = heldout_digits
-    for digit in images[::50]:
-        image = FRAME_FILLERS[kind](digit, size)
-        prepared = preprocess_image(decode_upload(encode_image(image)))
-        assert prepared.image.any()
