@@ -14,8 +14,12 @@ $(VENV)/.installed: requirements.txt $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
+$(VENV)/.installed-dev: requirements-dev.txt training/requirements.txt $(VENV)/.installed
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+$(VENV)/.installed-training: training/requirements.txt $(VENV)/.installed
+	$(BIN)/pip install --quiet -r training/requirements.txt
 	touch $@
 
 run: $(VENV)/.installed
@@ -39,8 +43,9 @@ lint: $(VENV)/.installed-dev
 train: $(VENV)/.installed
 	$(BIN)/python -m training.train $(ARGS)
 
-evaluate: $(VENV)/.installed
-	$(BIN)/python -m training.evaluate $(ARGS)
+# The held-out and new-writer figures, and weights/model.{confusion,mistakes}.png.
+evaluate: $(VENV)/.installed-training
+	$(BIN)/python -m training.evaluate --figures $(ARGS)
 
 # make predict ARGS="scans/ --out predictions.csv"
 predict: $(VENV)/.installed

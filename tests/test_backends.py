@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import folder_paths
-from imaging.normalise import normalise_digit, to_model_input
+from imaging.normalise import to_model_input
+from imaging.preprocess import normalise_digit
 from model import DigitClassifier, WeightsError, build_network, card_path
 from runtime import backends
 from runtime.backend_names import BACKENDS

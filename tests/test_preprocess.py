@@ -31,12 +31,12 @@ from imaging.normalise import (
     even_out_strokes,
     fit_to_box,
     ink_bounds,
-    normalise_digit,
+    prepare_ink,
     stroke_width,
     to_model_input,
 )
 from imaging.pixels import shrink, to_grayscale
-from imaging.preprocess import preprocess_image
+from imaging.preprocess import normalise_digit, preprocess_image
 
 
 def centre_of_mass(values: np.ndarray) -> tuple[float, float]:
@@ -397,7 +397,9 @@ def test_stroke_width_of_a_bar(width):
 
 def test_mnist_stroke_widths_span_nine_held_out_digits_in_ten(heldout_digits):
     low, high = MNIST_STROKE_WIDTHS
-    widths = np.array([stroke_width(normalise_digit(digit)) for digit in heldout_digits[0]])
+    # Measured as MNIST draws them: centred in the box, strokes as they are.
+    widths = np.array([stroke_width(prepare_ink(digit.astype(np.float32)).image)
+                       for digit in heldout_digits[0]])
     assert 0.85 <= np.mean((widths >= low) & (widths <= high)) <= 0.95
 
 
@@ -431,10 +433,13 @@ def test_to_model_input_normalises_with_the_mnist_constants():
     assert float(model_input[0, 0, 0]) == pytest.approx((1 - MNIST_MEAN) / MNIST_STD)
 
 
-def test_normalise_digit_leaves_mnist_digits_nearly_as_they_are(heldout_digits):
+def test_normalise_digit_leaves_mnist_digits_much_as_they_are(heldout_digits):
+    """Centring moves MNIST digits little; the ink floor clears the faint fringe of
+    their strokes and a tenth of them get their strokes evened, as uploads do."""
     images, _ = heldout_digits
     differences = [np.abs(normalise_digit(d).astype(int) - d.astype(int)).mean() for d in images]
-    assert np.mean(differences) < 1.0  # grey levels out of 255
+    assert np.median(differences) < 1.0  # grey levels out of 255
+    assert np.mean(differences) < 4.0
 
 
 def test_normalise_digit_of_an_empty_field_stays_empty():
