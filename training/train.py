@@ -150,7 +150,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--mnist-root", type=Path, help="train on torchvision's MNIST files in this folder instead"
     )
     parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="bn-conv")
-    parser.add_argument("--epochs", type=int, default=24)
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=3e-3, help="AdamW's peak learning rate")
     parser.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW's weight decay")
