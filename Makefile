@@ -14,8 +14,12 @@ $(VENV)/.installed: requirements.txt $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
+$(VENV)/.installed-dev: requirements-dev.txt training/requirements.txt $(VENV)/.installed
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+$(VENV)/.installed-training: training/requirements.txt $(VENV)/.installed
+	$(BIN)/pip install --quiet -r training/requirements.txt
 	touch $@
 
 run: $(VENV)/.installed
@@ -43,9 +47,9 @@ train: $(VENV)/.installed
 calibrate: $(VENV)/.installed
 	$(BIN)/python -m training.calibrate $(ARGS)
 
-# The reliability diagram needs matplotlib, from the test tools.
-evaluate: $(VENV)/.installed-dev
-	$(BIN)/python -m training.evaluate $(ARGS)
+# The held-out and new-writer figures, calibration, and weights/model.{confusion,mistakes}.png.
+evaluate: $(VENV)/.installed-training
+	$(BIN)/python -m training.evaluate --figures $(ARGS)
 
 # make predict ARGS="scans/ --out predictions.csv"
 predict: $(VENV)/.installed

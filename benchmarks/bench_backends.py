@@ -27,7 +27,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import folder_paths  # noqa: E402
-from imaging.normalise import normalise_digit, to_model_input  # noqa: E402
+from imaging.normalise import to_model_input  # noqa: E402
+from imaging.preprocess import normalise_digit  # noqa: E402
 from model import DigitClassifier  # noqa: E402
 from runtime.backend_names import BACKENDS  # noqa: E402
 

@@ -1,6 +1,7 @@
 """Find the ink: the digit bright on zero, whatever the paper, the light or the pen.
 
     locate_ink          the ink map that holds the digits, and where it lies in the upload
+                        (a small picture without ink is looked at again, enlarged)
     digit_ink           find_digit, then read_digit (once only for a small image on flat paper)
     find_digit          where the ink is, searched on a small copy of the image
     read_digit          that region again, at a resolution fit for the digit:
@@ -34,20 +35,27 @@ READ_SIZE = 320
 READ_MARGIN = 0.5
 # The paper's light is measured on a grid of this many cells along the longer side.
 BACKGROUND_CELLS = 16
-# Ink must stand this far (out of 255) above the paper to count as a digit ...
+# Ink must stand this far (out of 255) above the paper to count as a digit; the
+# 3x3 smoothing it is measured on takes the paper's grain and noise down first.
 MIN_INK_CONTRAST = 24
-# ... and this many times further than the paper's own grain and noise vary.
-MIN_INK_TO_NOISE = 20.0
-# Pixels within this many deviations of the paper's noise are taken for paper,
-NOISE_SIGMAS = 6.0
-# ... as are those fainter than this fraction of the strongest ink.
+# Pixels fainter than this fraction of the strongest ink are taken for paper.
 INK_FLOOR = 0.2
+# The paper's level is this percentile of the smoothed ink map: paper unless ink
+# covers nine tenths of the picture.
+PAPER_PERCENTILE = 10
+# Pictures smaller than this (longer side) that seem to hold no ink are looked at
+# again enlarged: there a pencil stroke is a pixel wide, and the 3x3 smoothing
+# would spread it into the paper ...
+SMALL_PICTURE = 64
+# ... and then the ink must also stand this many times the picture's grain (its
+# pixels' robust deviation from their 3x3 mean) above the paper, as enlarging
+# keeps noise from fading under the smoothing. Faint pencil at 16 to 48 pixels
+# stands 8.6 to 16 times its grain, photos of nothing but noise at most 4.6.
+SMALL_INK_TO_GRAIN = 6.0
 # Cells of the paper's grid further than this many deviations from the fit hold ink.
 OUTLIER_SIGMAS = 3.0
 # A median absolute deviation times this is the standard deviation of Gaussian noise.
 MAD_TO_SIGMA = 1.4826
-# How far the 5th and 25th percentiles of a Gaussian lie below its mean, in deviations.
-GAUSS_Q5, GAUSS_Q25 = 1.6449, 0.6745
 # Paper is taken as flat when at least this share of the pixels hold exactly one
 # level, as in canvas exports, scans cleaned to pure white and MNIST-style files.
 UNIFORM_PAPER_SHARE = 0.5
@@ -58,15 +66,16 @@ def ink_map(gray: np.ndarray) -> np.ndarray:
     return ink_on_paper(gray, uniform_paper_level(gray))
 
 
-def ink_on_paper(gray: np.ndarray, level: float | None) -> np.ndarray:
+def ink_on_paper(gray: np.ndarray, level: float | None,
+                 min_contrast: float = MIN_INK_CONTRAST) -> np.ndarray:
     """``ink_map`` for paper that ``uniform_paper_level`` found flat at ``level``, or not (None).
 
     Flat paper needs no fitted surface: it is the level itself, which is what
     the fit would find on it, at a fraction of the cost.
     """
     if level is not None:
-        return isolate_ink(ink_above_flat_paper(gray, level))
-    return isolate_ink(flatten_background(orient_ink(gray)))
+        return isolate_ink(ink_above_flat_paper(gray, level), min_contrast)
+    return isolate_ink(flatten_background(orient_ink(gray)), min_contrast)
 
 
 def uniform_paper_level(gray: np.ndarray) -> float | None:
@@ -165,41 +174,37 @@ def quadratic_surface(coefficients: np.ndarray, shape: tuple[int, int]) -> np.nd
     return by_row[:, None] + by_column[None, :] + cxy * np.outer(y, x)
 
 
-def isolate_ink(flat: np.ndarray) -> np.ndarray:
+def isolate_ink(flat: np.ndarray, min_contrast: float = MIN_INK_CONTRAST) -> np.ndarray:
     """Only the ink, scaled so the strongest is 255; raises ``NoDigitError`` when there is none.
 
-    The paper's level and its grain and noise are measured on a 3x3-smoothed
-    copy, from its darker side only (``paper_level_and_noise``), so that a
-    digit covering most of the picture does not pass for paper. The strongest
-    ink must stand ``MIN_INK_CONTRAST`` and ``MIN_INK_TO_NOISE`` times the
-    noise above the paper; pixels no further above it than ``NOISE_SIGMAS``
-    times the noise, or than ``INK_FLOOR`` of the strongest ink, are paper.
+    The paper's level and the strongest ink are read on a 3x3-smoothed copy,
+    where the paper's grain and noise have faded. The level is a low
+    percentile (``paper_level``), so that a digit covering most of the
+    picture does not pass for paper. The strongest ink must stand
+    ``min_contrast`` above the paper; pixels fainter than ``INK_FLOOR`` of it
+    are paper.
     """
     smooth = mean3x3(flat)
-    paper, noise = paper_level_and_noise(smooth)
+    paper = paper_level(smooth)
     peak = float(smooth.max()) - paper
-    if peak < MIN_INK_CONTRAST or peak < MIN_INK_TO_NOISE * noise:
+    if peak < min_contrast:
         raise NoDigitError("no digit was found in the image")
-    cut = paper + max(NOISE_SIGMAS * noise, INK_FLOOR * peak)
     ink = np.clip((flat - paper) * (255.0 / peak), 0.0, 255.0)
-    ink[smooth <= cut] = 0.0
+    ink[smooth <= paper + INK_FLOOR * peak] = 0.0
     return ink
 
 
-def paper_level_and_noise(smooth: np.ndarray) -> tuple[float, float]:
-    """The paper's level and noise in a smoothed ink map, read from its darkest quarter.
+def paper_level(smooth: np.ndarray) -> float:
+    """The paper's level in a smoothed ink map: its ``PAPER_PERCENTILE``th percentile.
 
-    Ink is the bright side, so the darker pixels are paper as long as paper
-    covers a quarter of the picture. For paper with Gaussian noise of
-    deviation s around a level m, the 5th and 25th percentiles lie 1.645 s
-    and 0.674 s below m; the two give back m and s. A median over all pixels
-    would stand on the ink of a digit that fills the frame.
+    Ink is the bright side, so the darkest tenth is paper as long as ink
+    leaves a tenth of the picture bare, as even a thick marker filling the
+    frame does. A median over all pixels would stand on the ink of a digit
+    that fills the frame.
     """
-    if np.count_nonzero(smooth) < smooth.size / 20:
-        return 0.0, 0.0  # the darkest quarter is exactly 0: flat paper, without sorting
-    low, quarter = (float(v) for v in np.percentile(smooth, [5, 25]))
-    noise = (quarter - low) / (GAUSS_Q25 - GAUSS_Q5)
-    return quarter + GAUSS_Q25 * noise, noise
+    if np.count_nonzero(smooth) <= smooth.size * (1 - PAPER_PERCENTILE / 100):
+        return 0.0  # that percentile is exactly 0 (flat paper): no need to sort
+    return float(np.percentile(smooth, PAPER_PERCENTILE))
 
 
 def mean3x3(values: np.ndarray) -> np.ndarray:
@@ -258,23 +263,51 @@ def locate_ink(image: Image.Image) -> InkMap:
     """The ink map that holds the digits: ``find_digit``, then ``read_digit``, with its place.
 
     An image small enough to be surveyed whole, on flat paper, is read once:
-    its survey already is the ink map at full resolution.
+    its survey already is the ink map at full resolution. A small picture in
+    which no ink stands out is looked at once more, enlarged (``enlarged``).
     """
     survey = shrink(image, SURVEY_SIZE)
     gray = to_grayscale(survey)
     level = uniform_paper_level(gray)
-    ink = ink_on_paper(gray, level)
+    try:
+        ink = ink_on_paper(gray, level)
+    except NoDigitError:
+        if max(gray.shape) >= SMALL_PICTURE:
+            raise
+        ink = ink_on_paper(enlarged(gray), level,
+                           max(MIN_INK_CONTRAST, SMALL_INK_TO_GRAIN * grain(gray)))
+        return InkMap(ink, upload_region(image, (0, 0, image.width, image.height)))
     if survey is image and level is not None:
         region = (0, 0, image.width, image.height)
     else:
         region = region_around_ink(image, survey, ink)
         ink = read_digit(image, region)
+    return InkMap(ink, upload_region(image, region))
+
+
+def upload_region(image: Image.Image,
+                  region: tuple[int, int, int, int]) -> tuple[float, float, float, float]:
+    """A region of the decoded image in the upright upload's pixels (a large JPEG is decoded
+    at a reduced scale)."""
     upload_width, upload_height = image.info.get(UPLOAD_SIZE_KEY, image.size)
     scale_x, scale_y = upload_width / image.width, upload_height / image.height
-    return InkMap(ink, (region[0] * scale_x, region[1] * scale_y,
-                        region[2] * scale_x, region[3] * scale_y))
+    return (region[0] * scale_x, region[1] * scale_y, region[2] * scale_x, region[3] * scale_y)
 
 
 def digit_ink(image: Image.Image) -> np.ndarray:
     """The ink map that holds the digit (``locate_ink`` without its place)."""
     return locate_ink(image).ink
+
+
+def grain(gray: np.ndarray) -> float:
+    """How far pixels stray from their 3x3 mean, robustly (a median), as a deviation."""
+    return MAD_TO_SIGMA * float(np.median(np.abs(gray - mean3x3(gray))))
+
+
+def enlarged(gray: np.ndarray) -> np.ndarray:
+    """A small picture enlarged smoothly by a whole factor to at least ``SMALL_PICTURE``."""
+    factor = math.ceil(SMALL_PICTURE / max(gray.shape))
+    height, width = gray.shape
+    image = Image.fromarray(gray, mode="F").resize((width * factor, height * factor),
+                                                   Image.Resampling.BICUBIC)
+    return np.asarray(image, dtype=np.float32)

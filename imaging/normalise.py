@@ -2,9 +2,9 @@
 
 MNIST digits are white ink on black, the digit's bounding box scaled to fit
 20x20 keeping its aspect ratio, and placed in a 28x28 field so that its centre
-of mass sits in the middle. ``prepare_ink`` does that for an upload's ink map;
-``normalise_digit`` for an MNIST-style array (used in training, so the network
-learns from digits cropped, scaled and centred as uploads are).
+of mass sits in the middle. ``prepare_ink`` does that for an upload's ink map
+(``imaging.preprocess.normalise_digit`` runs the whole chain on an MNIST-style
+array, for training).
 """
 
 from __future__ import annotations
@@ -132,15 +132,3 @@ def prepare_ink(ink: np.ndarray) -> PreparedDigit:
     placed = center_by_mass(fit_to_box(crop_to_ink(ink)))
     picture = np.round(placed).astype(np.uint8)
     return PreparedDigit(model_input=to_model_input(picture), image=picture)
-
-
-def normalise_digit(digit: np.ndarray) -> np.ndarray:
-    """An MNIST-style uint8 digit (white on black) cropped, scaled and centred as uploads are.
-
-    Its strokes are left as drawn: ``even_out_strokes`` only brings uploads
-    into the range of widths nine MNIST digits in ten already have.
-    """
-    ink = digit.astype(np.float32)
-    if float(ink.max()) <= 0.0:
-        return digit.astype(np.uint8)
-    return prepare_ink(ink * (255.0 / float(ink.max()))).image

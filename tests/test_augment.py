@@ -28,3 +28,29 @@ def test_augmented_digits_are_centred_as_uploads_are():
     centre = np.average(np.indices(varied.shape).reshape(2, -1), axis=1,
                         weights=varied.ravel().astype(float))
     assert np.abs(centre - 14).max() <= 1.0
+
+
+def test_copies_made_beforehand_are_the_epochs_pictures():
+    with np.load(FIXTURE) as data:
+        images, labels = data["images"][:12], data["labels"][:12]
+    digits = augment.AugmentedDigits(images, labels, seed=5)
+    copies = augment.make_copies(digits, 2, workers=2)
+    assert copies.shape == (2, 12, 28, 28) and copies.dtype == np.uint8
+    for epoch in (1, 2):
+        digits.epoch = epoch
+        assert np.array_equal(copies[epoch - 1], np.stack([digits.picture(i) for i in range(12)]))
+    copied = augment.CopiedDigits(copies, labels)
+    copied.epoch = 3  # cycles back to the first copy
+    digits.epoch = 1
+    assert torch.equal(copied[4][0], digits[4][0])
+
+
+def test_elastic_distortion_bends_the_digit_but_keeps_its_ink():
+    with np.load(FIXTURE) as data:
+        digit = torch.from_numpy(data["images"][0]).float().div(255).unsqueeze(0)
+    bent = augment.elastic_distortion(digit, 34.0, 4.0, torch.Generator().manual_seed(0))
+    assert bent.shape == digit.shape
+    assert float((bent - digit).abs().max()) > 0.2  # moved
+    assert abs(float(bent.sum()) / float(digit.sum()) - 1) < 0.25  # not wiped out
+    assert float(augment.elastic_distortion(digit, 0.0, 4.0, torch.Generator()).sub(digit)
+                 .abs().max()) < 1e-4  # no strength, no change

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import folder_paths
-from imaging.normalise import normalise_digit, to_model_input
+from imaging.normalise import to_model_input
+from imaging.preprocess import normalise_digit
 from model import DigitClassifier, WeightsError, build_network, card_path
 from runtime import backends
 from runtime.backend_names import BACKENDS
@@ -51,19 +52,18 @@ def test_every_backend_gives_eager_answers_on_held_out_digits(backend, heldout_b
     np.testing.assert_allclose(single, eager_probabilities[:1], atol=1e-5, rtol=1e-4)
 
 
-def test_the_int8_form_gives_eager_answers_on_held_out_digits(heldout_batch, heldout_digits,
+def test_the_int8_form_gives_eager_answers_on_held_out_digits(heldout_batch,
                                                                eager_probabilities):
-    """Quantized weights and activations move probabilities a little, and the answer only of a
-    few borderline digits (3 of these 500, where the float features are also an output), never
-    the accuracy."""
+    """Quantized weights (7-bit, see runtime/quantize.py) and activations move probabilities a
+    little, never the answer here."""
     classifier = DigitClassifier(WEIGHTS, "cpu", "onnx-int8")
     assert classifier.backend == "onnx-int8"
     probabilities = classifier.predict(heldout_batch)
-    _, labels = heldout_digits
-    int8, eager = probabilities.argmax(axis=1), eager_probabilities.argmax(axis=1)
-    assert (int8 != eager).sum() <= 5
-    assert (int8 == labels).sum() >= (eager == labels).sum() - 1
-    assert np.abs(probabilities - eager_probabilities).mean() < 2e-3
+    assert np.array_equal(probabilities.argmax(axis=1), eager_probabilities.argmax(axis=1))
+    # Where the network is unsure rounding moves a probability by up to a few tenths; on
+    # average they move by under a thousandth.
+    assert np.abs(probabilities - eager_probabilities).max() < 0.3
+    assert np.abs(probabilities - eager_probabilities).mean() < 1e-3
 
 
 def test_weights_without_an_int8_form_serve_the_float_export(tmp_path):

@@ -6,7 +6,8 @@ from helpers import encode_image, paper_digit
 
 import folder_paths
 from imaging.errors import NoDigitError, NotAnImageError
-from imaging.normalise import INPUT_SHAPE, PreparedDigit, normalise_digit, to_model_input
+from imaging.normalise import INPUT_SHAPE, PreparedDigit, to_model_input
+from imaging.preprocess import normalise_digit
 from model import DigitClassifier, NetworkOutputs
 from serving import chain
 from serving.chain import STAGES, Chain, Prediction, ReadDigit, Reading

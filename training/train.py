@@ -5,15 +5,17 @@
 
 Training is reproducible (fixed seeds, deterministic kernels). The subset's
 fixed held-out tenth (``training.data``) is the validation set. Each training
-digit is varied afresh every epoch (``training.augment``) and then passes
-through ``imaging.normalise.normalise_digit``, the same centring that uploads
-get, so the network learns from what it is served; validation digits are only
-centred.
+digit is varied (``training.augment``: a few varied copies made beforehand and
+cycled through, or with ``--copies 0`` afresh every epoch) and then passes
+through ``imaging.preprocess.normalise_digit``, exactly the chain a 28x28
+upload goes through, so the network learns from what it is served; validation
+digits go through that chain unvaried.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import random
 import shlex
@@ -28,13 +30,14 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm import tqdm
 
 import folder_paths
-from imaging.normalise import normalise_digit, to_model_input
-from model import DATA_CREDIT, DEFAULT_WEIGHTS, card_path
+from imaging.normalise import to_model_input
+from imaging.preprocess import normalise_digit
+from model import DATA_CREDIT, DEFAULT_WEIGHTS, WeightsCard, card_path, read_checked
 from network.architectures import ARCHITECTURES, build_network
 from network.weights import save_weights
 from runtime.devices import resolve_device
 from runtime.threads import limit_threads_in_worker
-from training.augment import AugmentationRanges, AugmentedDigits
+from training.augment import AugmentationRanges, AugmentedDigits, CopiedDigits, make_copies
 from training.data import (
     HELD_OUT_EVERY,
     default_subset,
@@ -108,17 +111,36 @@ def evaluate(network, loader, device) -> float:
 def training_loader(images: np.ndarray, labels: np.ndarray, args: argparse.Namespace) -> DataLoader:
     """Shuffled batches of training digits, varied afresh each epoch unless ``--no-augment``."""
     dataset: Dataset
-    if args.augment:
-        dataset = AugmentedDigits(images, labels, seed=args.seed)
+    workers = 0
+    if args.augment and args.copies:
+        augmented = AugmentedDigits(images, labels, seed=args.seed)
+        started = time.monotonic()
+        copies = make_copies(augmented, args.copies, args.workers, limit_threads_in_worker)
+        print(f"made {args.copies} varied copies of {len(images)} digits in "
+              f"{time.monotonic() - started:.0f} s", flush=True)
+        dataset = CopiedDigits(copies, labels)
+    elif args.augment:
+        dataset, workers = AugmentedDigits(images, labels, seed=args.seed), args.workers
     else:
         dataset = to_dataset(images, labels)
     # Workers are not persistent: they start afresh each epoch and so see its number.
     return DataLoader(
         dataset, batch_size=args.batch_size, shuffle=True,
         generator=torch.Generator().manual_seed(args.seed),
-        num_workers=args.workers if args.augment else 0,
-        worker_init_fn=limit_threads_in_worker,
+        num_workers=workers, worker_init_fn=limit_threads_in_worker,
     )
+
+
+def initialise(network: torch.nn.Module, name: str, architecture: str) -> dict[str, str]:
+    """Load the weights file ``name`` (checked against its card) into ``network``; their record."""
+    path = folder_paths.get_full_path("weights", name)
+    card = WeightsCard.read(path)
+    if card.architecture != architecture:
+        raise SystemExit(f"error: {name} holds {card.architecture!r} weights, not {architecture!r}")
+    data = read_checked(path, card.sha256)
+    network.load_state_dict(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
+    return {"weights": name, "sha256": card.sha256,
+            "validation_accuracy": card.validation_accuracy, "command": card.raw.get("command")}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -135,10 +157,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--label-smoothing", type=float, default=0.0)
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                         help="vary the training digits each epoch (--no-augment: use them as is)")
+    parser.add_argument("--copies", type=int, default=5,
+                        help="varied copies made beforehand and cycled through "
+                             "(0: vary every digit afresh in every epoch)")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     parser.add_argument("--limit", type=int, help="train on only the first N training digits")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    parser.add_argument("--init", help="start from these weights (a file name inside weights/, "
+                                       "checked against its card) instead of from scratch")
     parser.add_argument("--out", default=DEFAULT_WEIGHTS, help="file name inside weights/")
     parser.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=True,
                         help="fit the temperature and the non-digit head afterwards "
@@ -164,7 +191,9 @@ def main(argv: list[str] | None = None) -> float:
     train_loader = training_loader(train_images, train_labels, args)
     val_loader = DataLoader(to_dataset(val_images, val_labels), batch_size=1000)
 
-    network = build_network(args.arch).to(device)
+    network = build_network(args.arch)
+    initialised_from = initialise(network, args.init, args.arch) if args.init else None
+    network = network.to(device)
     optimizer = torch.optim.AdamW(network.parameters(), lr=args.lr,
                                   weight_decay=args.weight_decay)
     # One cycle: a short warm-up to the peak rate, then a long cosine decay to almost zero.
@@ -188,11 +217,14 @@ def main(argv: list[str] | None = None) -> float:
         "architecture": args.arch,
         "data": data_name,
         "data_credit": DATA_CREDIT,
-        "augmentation": AugmentationRanges().describe() if args.augment else "none",
+        "augmentation": (AugmentationRanges().describe()
+                         + (f"; {args.copies} varied copies cycled through" if args.copies else "")
+                         if args.augment else "none"),
         "training_digits": len(train_images),
         "validation_digits": len(val_images),
         "epochs": args.epochs,
         "seed": args.seed,
+        **({"initialised_from": initialised_from} if initialised_from else {}),
         "validation_accuracy": round(accuracy, 4),
         "validation_correct": correct,
         "command": shlex.join(["python", "-m", "training.train",

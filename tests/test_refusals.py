@@ -1,0 +1,54 @@
+"""A plainly visible digit is never answered "no digit"; a picture without one always is.
+
+Every hard-but-visible kind of ``visible_digits.VISIBLE_KINDS`` at every size
+from 16 to 1,000 pixels goes through ``preprocess`` in process (a few digits
+each, a different few per kind), and one of each kind through ``/predict``;
+blank paper, uniform colours, noise-only photos and empty canvases must still
+be refused at every size.
+"""
+
+import numpy as np
+import pytest
+from helpers import encode_image, upload
+from visible_digits import BLANK_KINDS, SIZES, VISIBLE_KINDS
+
+from imaging.errors import NoDigitError
+from imaging.preprocess import preprocess
+
+DIGITS_PER_CASE = 5
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("kind", list(VISIBLE_KINDS))
+def test_a_visible_digit_is_never_refused(heldout_digits, kind, size):
+    images, _ = heldout_digits
+    offset = list(VISIBLE_KINDS).index(kind)
+    step = len(images) // DIGITS_PER_CASE
+    for index in range(offset, len(images), step):
+        image = VISIBLE_KINDS[kind](images[index], size, np.random.default_rng(index))
+        prepared = preprocess(encode_image(image))
+        assert prepared.image.max() >= 200, (kind, size, index)
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("kind", list(BLANK_KINDS))
+def test_a_picture_without_a_digit_is_always_refused(kind, size):
+    for seed in range(3):
+        data = encode_image(BLANK_KINDS[kind](size, np.random.default_rng(seed)))
+        with pytest.raises(NoDigitError):
+            preprocess(data)
+
+
+@pytest.mark.parametrize("kind", list(VISIBLE_KINDS))
+def test_predict_answers_every_visible_kind(client, heldout_digits, kind):
+    images, labels = heldout_digits
+    image = VISIBLE_KINDS[kind](images[7], 48, np.random.default_rng(7))
+    response = upload(client, encode_image(image))
+    assert response.status_code == 200, response.get_json()
+
+
+@pytest.mark.parametrize("kind", list(BLANK_KINDS))
+def test_predict_refuses_every_blank_kind(client, kind):
+    response = upload(client, encode_image(BLANK_KINDS[kind](48, np.random.default_rng(0))))
+    assert response.status_code == 422
+    assert response.get_json()["error"]["code"] == "no_digit_found"
