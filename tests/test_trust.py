@@ -10,7 +10,8 @@ from helpers import encode_image, paper_digit, upload
 from PIL import Image
 
 import folder_paths
-from imaging.normalise import normalise_digit, to_model_input
+from imaging.normalise import to_model_input
+from imaging.preprocess import normalise_digit
 from model import DigitClassifier, card_path, softmax
 from serving.explain import occlusion_map
 from serving.trust import REASONS, NonDigitHead, TrustPolicy, packed, unpacked
@@ -38,7 +39,9 @@ def test_the_card_records_the_temperature_and_the_probabilities_use_it(classifie
                                                                       heldout_digits):
     card = json.loads(card_path(WEIGHTS).read_text())
     assert classifier.temperature == card["temperature"] != 1.0
-    assert card["ece_15_bins"]["after"] <= card["ece_15_bins"]["before"]
+    # fitted to the held-out digits' likelihood, it leaves confidence meaning what it says to
+    # within a percent (15-bin ECE)
+    assert card["ece_15_bins"]["after"] < 0.01
     images, _ = heldout_digits
     batch = np.stack([to_model_input(normalise_digit(image)) for image in images[:50]])
     outputs = classifier.run(batch)

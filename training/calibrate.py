@@ -40,8 +40,8 @@ from PIL import Image
 
 import folder_paths
 from imaging.errors import PreprocessError
-from imaging.normalise import normalise_digit, to_model_input
-from imaging.preprocess import preprocess_image
+from imaging.normalise import to_model_input
+from imaging.preprocess import normalise_digit, preprocess_image
 from model import DEFAULT_WEIGHTS, DigitClassifier, NetworkOutputs, card_path, softmax
 from runtime.backend_names import DEFAULT_BACKEND
 from runtime.files import write_atomically
@@ -54,7 +54,7 @@ ECE_BINS = 15
 FIT_PER_KIND = 700  # generated non-digits of each kind to fit the head on
 FIT_SEED = 7  # seeds the variation of the fitting digits
 # The share of the (varied) training digits the head may call non-digits: its threshold.
-DIGIT_FLAG_SHARE = 0.002
+DIGIT_FLAG_SHARE = 0.005
 # Below this calibrated confidence an answer is "low_confidence".
 LOW_CONFIDENCE_BELOW = 0.5
 HEAD_HIDDEN = 64  # hidden units of the non-digit head
