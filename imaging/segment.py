@@ -315,7 +315,19 @@ def single_digit(ink_map: InkMap) -> Segmentation:
 
 
 def segment(ink_map: InkMap) -> Segmentation:
-    """The candidate digits of an ink map (see the module's docstring)."""
+    """The candidate digits of an ink map (see the module's docstring).
+
+    Ink that preprocessing found is never refused here: should cutting it leave a
+    candidate with nothing to read, the whole ink is read as one digit instead.
+    """
+    try:
+        return segment_line(ink_map)
+    except NoDigitError:
+        return single_digit(ink_map)
+
+
+def segment_line(ink_map: InkMap) -> Segmentation:
+    """The candidate digits of an ink map: its components grouped, cut and combined."""
     ink = ink_map.ink
     components = label_components(ink)
     if components is None:
