@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from httpbench.images import Upload, write_uploads  # noqa: E402
 from httpbench.load import run_wrk  # noqa: E402
-from httpbench.servers import free_port, group_members  # noqa: E402
+from httpbench.servers import free_port, group_members, process_memory  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 NGINX_DIR = REPO / "deploy" / "nginx"
@@ -70,17 +70,6 @@ def http_status(url: str, timeout: float = 2.0) -> int:
         return error.code
     except OSError:
         return 0
-
-
-def process_memory(pid: int) -> tuple[int, int]:
-    """Resident and peak resident memory of a process, in KiB."""
-    rss = peak = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1])
-        elif line.startswith("VmHWM:"):
-            peak = int(line.split()[1])
-    return rss, peak
 
 
 def cpu_seconds(pids: list[int]) -> float:

@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from httpbench.images import Upload, load_digit, mnist_png  # noqa: E402
 from httpbench.load import run_wrk  # noqa: E402
-from httpbench.servers import free_port, group_members  # noqa: E402
+from httpbench.servers import free_port, group_members, process_memory  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "fixtures" / "heldout_digits.npz"
@@ -387,17 +387,6 @@ def drill_kill(service: Service, small: bytes) -> str:
             f"answered after {back:.1f} s")
 
 
-def worker_memory(pid: int) -> tuple[int, int]:
-    """Resident and peak resident memory of a process, in KiB."""
-    rss = peak = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1])
-        elif line.startswith("VmHWM:"):
-            peak = int(line.split()[1])
-    return rss, peak
-
-
 def drill_hostile(service: Service, small: bytes, count: int) -> str:
     # warm up every worker with normal and hostile work first, so growth is what stays
     bodies = hostile_uploads(small)
@@ -405,12 +394,12 @@ def drill_hostile(service: Service, small: bytes, count: int) -> str:
         while len(load.outcomes) < 500:
             time.sleep(0.2)
     pids = service.worker_pids()
-    before = {pid: worker_memory(pid) for pid in pids}
+    before = {pid: process_memory(pid) for pid in pids}
     started = time.monotonic()
     with Load(service.port, bodies, 8) as load:
         while len(load.outcomes) < count and time.monotonic() - started < 300:
             time.sleep(0.2)
-    after = {pid: worker_memory(pid) for pid in pids if Path(f"/proc/{pid}").exists()}
+    after = {pid: process_memory(pid) for pid in pids if Path(f"/proc/{pid}").exists()}
     statuses = sorted({o.status for o in load.outcomes})
     lines = []
     for pid in pids:

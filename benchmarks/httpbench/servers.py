@@ -327,6 +327,17 @@ def check_answers(server: Server, uploads: list[Upload]) -> dict[str, str]:
     return found
 
 
+def process_memory(pid: int) -> tuple[int, int]:
+    """Resident and peak resident memory of a process, in KiB."""
+    rss = peak = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1])
+        elif line.startswith("VmHWM:"):
+            peak = int(line.split()[1])
+    return rss, peak
+
+
 def group_members(group: int) -> list[int]:
     """Ids of the live processes in process group ``group``."""
     members = []
