@@ -74,18 +74,16 @@ def read_multipart(stream: IO[bytes], boundary: bytes, *, max_parts: int | None 
         "on_header_value": lambda data, start, end: value.extend(data[start:end]),
         "on_header_end": end_header,
     })
-    body = bytearray()
-    while chunk := stream.read(READ_SIZE):
-        body += chunk
+    body = b"".join(iter(lambda: stream.read(READ_SIZE), b""))
     delimiter = b"--" + boundary
     try:
-        parser.write(bytes(body))
+        parser.write(body)
         parser.finalize()
         read_whole = parser.state == MultipartState.END
     except MultipartParseError:
         read_whole = False
     if not read_whole or any(part.data.startswith(delimiter) for part in parts):
-        return _read_with_werkzeug(bytes(body), boundary, max_parts, max_field_bytes)
+        return _read_with_werkzeug(body, boundary, max_parts, max_field_bytes)
     return _sorted_parts(parts, max_field_bytes)
 
 
