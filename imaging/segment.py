@@ -2,11 +2,13 @@
 the ways the ink could be cut.
 
     segment(ink_map)          the candidate digits, each prepared the MNIST way, with its box
+    cut_lone(segmentation)    ink read whole, cut after all: the network doubted it is one digit
         label_components      connected ink components (OpenCV)
         group_by_overlap      pieces above one another are one digit (a 5's flag, a 7's bar)
         line_height           how tall the digits of the line are
         slices_of             where a wide group may hold two touching digits
-    choose(segmentation, confidences)   the candidates that read best, left to right
+    choose(segmentation, confidences, non_digit)   the candidates that read best, left to
+                                                    right
 
 The ink is split into *segments* ordered left to right: whole groups, or slices
 of a group too wide for one digit, cut where the ink is thinnest. A candidate
@@ -15,9 +17,17 @@ digits' slices joined back, or a fragment joined to its neighbour. Every
 candidate goes through the network with the others in one batch, and
 ``choose`` keeps the cover of the line whose digits the network is surest of,
 weighed by how much each candidate looks like one digit (its height and width
-against the line's, the strokes its cuts go through). Ink with only one group
-the size of a digit (one digit, perhaps with a detached flag or bar) has one
-candidate: the whole ink map, prepared exactly as a single digit always was.
+against the line's, the strokes its cuts go through, and how much the
+network's non-digit head takes it for no digit at all: two touching digits
+read as one are what that head was trained to refuse).
+
+Ink with only one group the size of a digit (one digit, perhaps with a
+detached flag or bar) has one candidate: the whole ink map, prepared exactly
+as a single digit always was. Only when the network doubts that reading (the
+head calls it no digit, or its confidence is low) and the ink is wide enough
+to hold two digits is it cut after all (``cut_lone``), the way a line is, and
+read again: a two-digit number written in one stroke, at no cost to the
+single digits the network reads without doubt.
 """
 
 from __future__ import annotations
@@ -57,8 +67,13 @@ NOISE_HEIGHT = 0.3
 JOIN_GAP = 0.12
 # ... and the joined digit at most this wide (share of the line's height).
 MAX_DIGIT_WIDTH = 1.6
-# A group wider than this share of the line's height may hold several touching digits,
-SPLIT_WIDTH = 0.85
+# A group wider than this share of the line's height may hold several touching digits
+# (a touching pair with a 1 in it is narrower than most single digits: the network,
+# not the width, tells them apart),
+SPLIT_WIDTH = 0.5
+# ... and ink in one group is cut, when the network doubts it is one digit, only when it
+# is wider than this share of its own height.
+LONE_SPLIT_WIDTH = 0.5
 # ... cut along its slant (columns per row, at most this much either way),
 MAX_SLANT = 0.5
 # ... cut at most at this many columns, each slice at least this wide (a thin 1).
@@ -75,6 +90,13 @@ WIDE_COST = 1.0
 LOW_COST = 4.0
 JOIN_COST = 1.0
 CUT_COST = 0.1
+# A candidate also loses this times the softplus of the non-digit head's margin (its
+# score less its threshold): little while the head takes it for a digit, more the
+# surer the head is that it is none, such as two touching digits read as one.
+NON_DIGIT_COST = 0.5
+# Each digit read from ink in one group costs this much: cutting a digit the network
+# doubted into two needs more evidence than it being one.
+LONE_DIGIT_COST = 0.5
 
 
 @dataclass(frozen=True)
@@ -110,10 +132,16 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Segmentation:
-    """Every candidate digit of an upload, and how many segments the line was cut into."""
+    """Every candidate digit of an upload, and how many segments the line was cut into.
+
+    ``uncut`` is ink read whole that ``cut_lone`` may cut should the network doubt it is
+    one digit; ``lone`` marks the candidates of ink so cut.
+    """
 
     candidates: list[Candidate]
     segments: int
+    uncut: InkMap | None = None
+    lone: bool = False
 
 
 @dataclass(frozen=True)
@@ -162,15 +190,17 @@ class Slice:
         return math.isfinite(self.right)
 
 
-def label_components(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+def label_components(ink: np.ndarray,
+                     whole: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
     """Each pixel's component (0 for paper) and each component's stats row (left, top,
-    width, height, area; row 0 is the paper), 8-connected; None for ink in one piece.
+    width, height, area; row 0 is the paper), 8-connected; None for ink in one piece
+    unless ``whole``.
 
     Most uploads are one piece of ink, which plain labelling tells in a fraction of
     the time the stats take, so they are gathered only for several pieces.
     """
     mask = (ink > 0).astype(np.uint8)
-    if cv2.connectedComponents(mask, connectivity=8)[0] <= 2:
+    if not whole and cv2.connectedComponents(mask, connectivity=8)[0] <= 2:
         return None
     _count, labels, stats, _centres = cv2.connectedComponentsWithStats(mask, connectivity=8)
     return labels, stats
@@ -314,6 +344,34 @@ def single_digit(ink_map: InkMap) -> Segmentation:
     return Segmentation([whole], 1)
 
 
+def lone_digit(ink_map: InkMap) -> Segmentation:
+    """``single_digit``, kept for ``cut_lone`` when the ink is wide enough for two digits."""
+    left, top, right, bottom = ink_bounds(ink_map.ink)
+    read_whole = single_digit(ink_map)
+    if right - left <= LONE_SPLIT_WIDTH * (bottom - top):
+        return read_whole
+    return Segmentation(read_whole.candidates, 1, uncut=ink_map)
+
+
+def cut_lone(segmentation: Segmentation) -> Segmentation:
+    """The candidates of ink that was read whole, cut as a line is: its whole reading
+    (the same candidate, first) and the pieces it may be cut into, marked ``lone``.
+    Ink that cannot be cut keeps its one candidate."""
+    ink_map = segmentation.uncut
+    if ink_map is None:
+        return segmentation
+    try:
+        finer = segment_line(ink_map, cut=True)
+    except NoDigitError:
+        return Segmentation(segmentation.candidates, 1)
+    whole = segmentation.candidates[0]
+    pieces = [c for c in finer.candidates if not (c.start == 0 and c.end == finer.segments)]
+    if not pieces:
+        return Segmentation(segmentation.candidates, 1)
+    kept = Candidate(whole.prepared, whole.box, 0, finer.segments, whole.shape)
+    return Segmentation([kept, *pieces], finer.segments, lone=True)
+
+
 def segment(ink_map: InkMap) -> Segmentation:
     """The candidate digits of an ink map (see the module's docstring).
 
@@ -326,12 +384,13 @@ def segment(ink_map: InkMap) -> Segmentation:
         return single_digit(ink_map)
 
 
-def segment_line(ink_map: InkMap) -> Segmentation:
-    """The candidate digits of an ink map: its components grouped, cut and combined."""
+def segment_line(ink_map: InkMap, cut: bool = False) -> Segmentation:
+    """The candidate digits of an ink map: its components grouped, cut and combined.
+    Ink with one digit-like group is read whole (``lone_digit``) unless ``cut``."""
     ink = ink_map.ink
-    components = label_components(ink)
+    components = label_components(ink, whole=cut)
     if components is None:
-        return single_digit(ink_map)
+        return lone_digit(ink_map)
     labels, stats = components
     groups = group_by_overlap(stats, np.bincount(labels.ravel(), weights=ink.ravel()))
     height = line_height(groups)
@@ -341,15 +400,19 @@ def segment_line(ink_map: InkMap) -> Segmentation:
     digit_like = [g for g in groups
                   if g.height >= FRAGMENT_HEIGHT * height and g.ink >= DIGIT_INK * inkiest]
     if len(digit_like) <= 1:
-        # Ink in one piece, or one piece and fragments (a 5's flag), is one digit: read
-        # whole, as a single digit always was. The network cannot tell a wide digit
-        # from two touching ones well enough to risk the commonest upload on it.
-        return single_digit(ink_map)
+        # Ink in one piece, or one piece and fragments (a 5's flag), is read whole first,
+        # as a single digit always was: the commonest upload is cut only when the
+        # network doubts it (``cut_lone``), and then on the scale of that piece.
+        if not cut or not digit_like:
+            return lone_digit(ink_map)
+        height = float(digit_like[0].height)
     segments = [piece for index, group in enumerate(groups)
                 for piece in slices_of(labels, group, index, height)]
     candidates = []
     for start in range(len(segments)):
         for end in range(start + 1, len(segments) + 1):
+            if cut and start == 0 and end == len(segments):
+                continue  # the whole ink, which ``cut_lone`` has already read
             candidate = candidate_for(ink_map, labels, groups, segments, start, end, height)
             if candidate is not None:
                 candidates.append(candidate)
@@ -403,9 +466,18 @@ def candidate_for(ink_map: InkMap, labels: np.ndarray, groups: Sequence[Group],
                      shape)
 
 
-def choose(segmentation: Segmentation, confidences: Sequence[float]) -> list[int]:
+def choose(segmentation: Segmentation, confidences: Sequence[float],
+           non_digit: Sequence[float | None] | None = None) -> list[int]:
     """The indices of the candidates that cover the line with the best total score, left
-    to right: each scores the log of the network's confidence in it plus its shape prior."""
+    to right: each scores the log of the network's confidence in it plus its shape prior,
+    less ``NON_DIGIT_COST`` times the softplus of the non-digit head's margin (where
+    ``non_digit`` gives it) and ``LONE_DIGIT_COST`` for ink cut by ``cut_lone``."""
+    each = [math.log(max(confidence, 1e-6)) + candidate.shape.prior()
+            - (LONE_DIGIT_COST if segmentation.lone else 0.0)
+            for candidate, confidence in zip(segmentation.candidates, confidences, strict=True)]
+    if non_digit is not None:
+        each = [score - NON_DIGIT_COST * softplus(margin) if margin is not None else score
+                for score, margin in zip(each, non_digit, strict=True)]
     best: list[tuple[float, list[int]] | None] = [None] * (segmentation.segments + 1)
     best[0] = (0.0, [])
     by_start: dict[int, list[int]] = {}
@@ -417,8 +489,7 @@ def choose(segmentation: Segmentation, confidences: Sequence[float]) -> list[int
             continue
         for index in by_start.get(start, []):
             candidate = segmentation.candidates[index]
-            score = (reached[0] + math.log(max(confidences[index], 1e-6))
-                     + candidate.shape.prior())
+            score = reached[0] + each[index]
             current = best[candidate.end]
             if current is None or score > current[0]:
                 best[candidate.end] = (score, [*reached[1], index])
@@ -427,3 +498,8 @@ def choose(segmentation: Segmentation, confidences: Sequence[float]) -> list[int
         return [index for index, c in enumerate(segmentation.candidates)
                 if c.start == 0 and c.end == segmentation.segments]
     return final[1]
+
+
+def softplus(value: float) -> float:
+    """log(1 + e^value), without overflow."""
+    return max(value, 0.0) + math.log1p(math.exp(-abs(value)))

@@ -36,7 +36,7 @@ from imaging.decode import DEFAULT_LIMITS, DEFAULT_MAX_PIXELS, DecodeLimits, dec
 from imaging.errors import PreprocessError
 from imaging.ink import locate_ink
 from imaging.normalise import PreparedDigit
-from imaging.segment import Segmentation, choose, segment, single_digit
+from imaging.segment import Segmentation, choose, cut_lone, segment, single_digit
 from model import DigitClassifier, NetworkOutputs
 from serving.batching import DynamicBatcher
 from serving.explain import heatmap_image, occlusion_map
@@ -59,6 +59,7 @@ class Prediction:
     probabilities: list[float]
     uncertain: bool = False
     reason: str | None = None  # one of serving.trust.REASONS when uncertain
+    non_digit: float | None = None  # the non-digit head's margin (serving.trust.Doubt)
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,7 @@ def prediction_from(probabilities: np.ndarray, doubt: Doubt = SURE) -> Predictio
         probabilities=[honestly_rounded(float(p)) for p in probabilities],
         uncertain=doubt.uncertain,
         reason=doubt.reason,
+        non_digit=doubt.non_digit,
     )
 
 
@@ -133,12 +135,14 @@ def honestly_rounded(probability: float) -> float:
 
 def read(segmentation: Segmentation, predictions: Sequence[Prediction]) -> Reading:
     """The digits of one upload: the candidates ``choose`` keeps, given the network's
-    answer for each candidate of ``segmentation`` (in its order)."""
+    answer for each candidate of ``segmentation`` (in its order): its confidence and how
+    much the non-digit head doubts it is a digit at all."""
     confidences = [prediction.confidence for prediction in predictions]
+    non_digit = [prediction.non_digit for prediction in predictions]
     return Reading([
         ReadDigit(predictions[index], segmentation.candidates[index].prepared,
                   segmentation.candidates[index].box)
-        for index in choose(segmentation, confidences)
+        for index in choose(segmentation, confidences, non_digit)
     ])
 
 
@@ -229,6 +233,7 @@ class Chain:
         self.decode = wrap("decode", decode_upload)
         self.preprocess = wrap("preprocess", locate_ink)
         self.segment = wrap("segment", segment if numbers else single_digit)
+        self.cut_lone = wrap("segment", cut_lone)
         self.batch = wrap("batch", batch)
         self.infer = wrap("infer", infer)
         self.assess = wrap("assess", assess)
@@ -260,15 +265,31 @@ class Chain:
     def read_numbers(self, classifier: DigitClassifier,
                      segmentations: Sequence[Segmentation]) -> list[Reading]:
         """Every candidate digit of every upload through the network as one batch, then
-        each upload's reading, in order."""
+        each upload's reading, in order.
+
+        Ink read whole whose reading the network doubts, and that is wide enough for two
+        digits, is cut after all (``cut_lone``) and its pieces read in a second batch:
+        the digits read without doubt, most uploads, cost nothing more.
+        """
         prepared = [c.prepared for s in segmentations for c in s.candidates]
         predictions = self.predict(classifier, prepared)
-        readings, start = [], 0
+        answers, start = [], 0
         for segmentation in segmentations:
             end = start + len(segmentation.candidates)
-            readings.append(self.read(segmentation, predictions[start:end]))
+            answers.append((segmentation, predictions[start:end]))
             start = end
-        return readings
+        doubted = [index for index, (segmentation, (whole, *_)) in enumerate(answers)
+                   if segmentation.uncut is not None and whole.uncertain]
+        if doubted:
+            finer = [self.cut_lone(answers[index][0]) for index in doubted]
+            pieces = self.predict(classifier, [c.prepared for s in finer
+                                               for c in s.candidates[1:]])
+            start = 0
+            for index, segmentation in zip(doubted, finer, strict=True):
+                end = start + len(segmentation.candidates) - 1
+                answers[index] = (segmentation, [answers[index][1][0], *pieces[start:end]])
+                start = end
+        return [self.read(segmentation, found) for segmentation, found in answers]
 
     def run(self, classifier: DigitClassifier, uploads: Sequence[bytes],
             include_input: bool = False, explained: bool = False) -> list[Outcome]:

@@ -112,10 +112,12 @@ class TrustPolicy:
 
 @dataclass(frozen=True)
 class Doubt:
-    """Whether one answer is uncertain, and why."""
+    """Whether one answer is uncertain, and why; and the non-digit head's margin (its score
+    less its threshold: above 0 it calls the picture no digit), None without a head."""
 
     uncertain: bool
     reason: str | None = None
+    non_digit: float | None = None
 
 
 SURE = Doubt(False)
@@ -153,10 +155,12 @@ def assess(policy: TrustPolicy, outputs: NetworkOutputs) -> list[Doubt]:
     confidence = outputs.probabilities.max(axis=1)
     doubts = []
     for row, top in enumerate(confidence):
-        if scores is not None and scores[row] > policy.non_digit.threshold:
-            doubts.append(Doubt(True, "not_a_digit"))
+        margin = (float(scores[row] - policy.non_digit.threshold) if scores is not None
+                  else None)
+        if margin is not None and margin > 0:
+            doubts.append(Doubt(True, "not_a_digit", margin))
         elif top < policy.low_confidence_below:
-            doubts.append(Doubt(True, "low_confidence"))
+            doubts.append(Doubt(True, "low_confidence", margin))
         else:
-            doubts.append(SURE)
+            doubts.append(Doubt(False, None, margin))
     return doubts
