@@ -76,8 +76,13 @@ SPLIT_WIDTH = 0.5
 LONE_SPLIT_WIDTH = 0.5
 # ... cut along its slant (columns per row, at most this much either way),
 MAX_SLANT = 0.5
+# ... each also cut along the path through the least ink that winds at most this far
+# (share of the line's height) either side of that line, at this cost (in inked pixels)
+# per column it strays,
+SEAM_BAND = 0.35
+SEAM_DRIFT = 0.02
 # ... cut at most at this many columns, each slice at least this wide (a thin 1).
-MAX_CUTS = 4
+MAX_CUTS = 6
 MIN_SLICE_WIDTH = 0.12
 # The log-probability a candidate loses for looking unlike one digit: per share of the
 # line's height it is wider than ``WIDE_FROM`` of it, per share it is lower than
@@ -164,30 +169,29 @@ class Group:
         return self.bottom - self.top
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Slice:
-    """A segment of the line: the part of a group between two cuts along its slant.
+    """A segment of the line: the part of a group between two cuts from its top to its
+    bottom.
 
-    A pixel at (x, y) of the group lies at ``x - slant * (y - middle)`` across the
-    group once its slant is straightened; the slice holds those from ``left`` to
-    ``right`` (exclusive; infinite for a group's own edges).
+    A cut is the column, for each of the group's rows top to bottom, where the part
+    right of it begins; the slice holds the ink from its ``left`` cut (inclusive) to
+    its ``right`` one (exclusive), None for the group's own edges.
     """
 
     group: int
-    left: float
-    right: float
-    slant: float
-    middle: float
+    left: np.ndarray | None = None
+    right: np.ndarray | None = None
     crossed_left: int = 0  # strokes the cut at its left edge goes through
     crossed_right: int = 0
 
     @property
     def cut_left(self) -> bool:
-        return math.isfinite(self.left)
+        return self.left is not None
 
     @property
     def cut_right(self) -> bool:
-        return math.isfinite(self.right)
+        return self.right is not None
 
 
 def label_components(ink: np.ndarray,
@@ -286,7 +290,7 @@ def slices_of(labels: np.ndarray, group: Group, index: int, height: float) -> li
     ink is thinnest: the lowest local minima of its ink per straightened column, at
     least a thin digit's width from its edges and from each other."""
     if group.width <= SPLIT_WIDTH * height:
-        return [Slice(index, -math.inf, math.inf, 0.0, 0.0)]
+        return [Slice(index)]
     rows, cols = group_pixels(labels, group)
     slant, middle = slant_of(rows, cols)
     margin = max(1, math.ceil(MIN_SLICE_WIDTH * height))
@@ -299,16 +303,80 @@ def slices_of(labels: np.ndarray, group: Group, index: int, height: float) -> li
             chosen.append(column)
         if len(chosen) == MAX_CUTS:
             break
-    across = cols - slant * (rows - middle)
-    edges = [-math.inf]
-    for edge in [*sorted(float(first + c) for c in chosen), math.inf]:
-        if np.count_nonzero((across >= edges[-1]) & (across < edge)):
-            edges.append(edge)
-        elif not math.isfinite(edge):
-            edges[-1] = edge  # the last slice would be empty: it joins the one before
-    crossed = [0, *(strokes_crossed(labels, group, edge, slant, middle) for edge in edges[1:-1]), 0]
-    return [Slice(index, edges[k], edges[k + 1], slant, middle, crossed[k], crossed[k + 1])
+    window = np.isin(labels[group.top : group.bottom, group.left : group.right], group.labels)
+    starts = np.array(sorted(first + c for c in chosen), dtype=np.float64) - group.left
+    paths = thinnest_paths(window, starts, slant, middle - group.top, 0)
+    band = round(SEAM_BAND * height)
+    if band > 0:
+        paths += thinnest_paths(window, starts, slant, middle - group.top, band)
+    paths.sort(key=lambda path: float(path.mean()))
+    inked_rows, inked_cols = rows - group.top, cols - group.left
+    edges: list[np.ndarray | None] = [None]
+    for path in [*paths, None]:
+        between = np.ones(inked_cols.shape, dtype=bool)
+        if edges[-1] is not None:
+            if path is not None and np.array_equal(path, edges[-1]):
+                continue
+            between &= inked_cols >= edges[-1][inked_rows]
+        if path is not None:
+            between &= inked_cols < path[inked_rows]
+        if between.any():
+            edges.append(path)
+        elif path is None:
+            edges[-1] = None  # the last slice would be empty: it joins the one before
+    crossed = [0, *(strokes_on(window, path) for path in edges[1:-1]), 0]
+    shifted = [None if e is None else e + group.left for e in edges]
+    return [Slice(index, shifted[k], shifted[k + 1], crossed[k], crossed[k + 1])
             for k in range(len(edges) - 1)]
+
+
+def thinnest_paths(window: np.ndarray, starts: np.ndarray, slant: float, middle: float,
+                   band: int) -> list[np.ndarray]:
+    """For each straightened column in ``starts``, the cut from the window's top row to its
+    bottom that goes through the least ink, at most ``band`` columns either side of the
+    line along ``slant`` through that column, a column at most from row to row (dynamic
+    programming over rows, all cuts at once; ``band`` 0: the straight cuts)."""
+    height, width = window.shape
+    rows = np.arange(height)
+    lines = np.clip(np.round(starts[:, None] + slant * (rows[None, :] - middle)), 0,
+                    width).astype(np.int64)
+    if band == 0:
+        return list(lines)
+    columns = np.arange(width + 1)  # a cut at ``width`` leaves the whole window left of it
+    ink = np.zeros((height, width + 1), dtype=np.float64)
+    ink[:, :width] = window
+    cost = np.zeros((len(starts), width + 1))
+    moves = np.zeros((height, len(starts), width + 1), dtype=np.int8)
+    for row in range(height):
+        off = np.abs(columns[None, :] - lines[:, row, None])
+        here = ink[row][None, :] + SEAM_DRIFT * off
+        here[off > band] = np.inf
+        if row:
+            before = np.stack([np.pad(cost, ((0, 0), (1, 0)), constant_values=np.inf)[:, :-1],
+                               cost,
+                               np.pad(cost, ((0, 0), (0, 1)), constant_values=np.inf)[:, 1:]])
+            moves[row] = before.argmin(axis=0) - 1
+            cost = before.min(axis=0) + here
+        else:
+            cost = here
+    paths = []
+    for index in range(len(starts)):
+        path = np.empty(height, dtype=np.int64)
+        path[-1] = int(cost[index].argmin())
+        for row in range(height - 1, 0, -1):
+            path[row - 1] = path[row] + moves[row, index, path[row]]
+        paths.append(path)
+    return paths
+
+
+def strokes_on(window: np.ndarray, path: np.ndarray) -> int:
+    """How many strokes a cut goes through: touching digits meet in one stroke, while a
+    cut through one wide digit crosses two or more."""
+    height, width = window.shape
+    inked = np.zeros(height, dtype=np.int8)
+    inside = path < width
+    inked[inside] = window[np.arange(height)[inside], path[inside]]
+    return int(np.count_nonzero(np.diff(inked, prepend=0) == 1))
 
 
 def ink_across(rows: np.ndarray, cols: np.ndarray, slant: float,
@@ -318,17 +386,6 @@ def ink_across(rows: np.ndarray, cols: np.ndarray, slant: float,
     first = math.floor(float(across.min()))
     profile = np.bincount((across - first).astype(np.int64)).astype(np.float32)
     return first, np.convolve(profile, np.ones(3, np.float32) / 3, mode="same")
-
-
-def strokes_crossed(labels: np.ndarray, group: Group, across: float, slant: float,
-                    middle: float) -> int:
-    """How many strokes a cut along the slant at ``across`` goes through: touching digits
-    meet in one stroke, while a cut through one wide digit crosses two or more."""
-    rows = np.arange(group.top, group.bottom)
-    cols = np.clip(np.round(across + slant * (rows - middle)).astype(np.int64),
-                   group.left, group.right - 1)
-    inked = np.isin(labels[rows, cols], group.labels).astype(np.int8)
-    return int(np.count_nonzero(np.diff(inked, prepend=0) == 1))
 
 
 def prepared_digit(ink: np.ndarray) -> PreparedDigit:
@@ -432,6 +489,14 @@ def candidate_for(ink_map: InkMap, labels: np.ndarray, groups: Sequence[Group],
     if not everything and (len(members) > 2 or (len(members) == 2 and not may_join(
             groups[members[0]], groups[members[1]], height))):
         return None
+    whole_groups = not run[0].cut_left and not run[-1].cut_right
+    if end - start > 1 and not everything and (len(members) > 1 or not whole_groups):
+        # too wide by its cuts' mean columns: rejected before its ink is gathered
+        left = groups[members[0]].left if run[0].left is None else float(run[0].left.mean())
+        right = (groups[members[-1]].right if run[-1].right is None
+                 else float(run[-1].right.mean()))
+        if right - left > MAX_DIGIT_WIDTH * height:
+            return None
     ink = ink_map.ink
     if everything:
         piece = ink  # the whole line as one digit: exactly how one digit is read
@@ -442,15 +507,15 @@ def candidate_for(ink_map: InkMap, labels: np.ndarray, groups: Sequence[Group],
             group = groups[member]
             window = (slice(group.top, group.bottom), slice(group.left, group.right))
             keep = np.isin(labels[window], group.labels)
-            if parts[0].cut_left or parts[-1].cut_right:
-                rows, cols = np.indices(keep.shape, dtype=np.float32)
-                across = cols + group.left - parts[0].slant * (rows + group.top - parts[0].middle)
-                keep &= (across >= parts[0].left) & (across < parts[-1].right)
+            columns = np.arange(group.left, group.right)[None, :]
+            if parts[0].left is not None:
+                keep &= columns >= parts[0].left[:, None]
+            if parts[-1].right is not None:
+                keep &= columns < parts[-1].right[:, None]
             piece[window] = np.where(keep, ink[window], piece[window])
         if not piece.any():
             return None
     left, top, right, bottom = ink_bounds(piece)
-    whole_groups = not run[0].cut_left and not run[-1].cut_right
     if (right - left) > MAX_DIGIT_WIDTH * height and end - start > 1 and not everything and (
             len(members) > 1 or not whole_groups):
         return None
