@@ -139,10 +139,11 @@ def read(segmentation: Segmentation, predictions: Sequence[Prediction]) -> Readi
     much the non-digit head doubts it is a digit at all."""
     confidences = [prediction.confidence for prediction in predictions]
     non_digit = [prediction.non_digit for prediction in predictions]
+    doubted = [prediction.uncertain for prediction in predictions]
     return Reading([
         ReadDigit(predictions[index], segmentation.candidates[index].prepared,
                   segmentation.candidates[index].box)
-        for index in choose(segmentation, confidences, non_digit)
+        for index in choose(segmentation, confidences, non_digit, doubted)
     ])
 
 
