@@ -144,10 +144,22 @@ def test_metrics_behind_a_key(make_app):
     assert client.get("/metrics", environ_base=remote,
                       headers={"Authorization": "Bearer s3cret"}).status_code == 200
     for sent in ("Bearer wrong", "s3cret", ""):
-        assert client.get("/metrics", environ_base=remote,
-                          headers={"Authorization": sent}).status_code == 403
+        answer = client.get("/metrics", environ_base=remote, headers={"Authorization": sent})
+        assert answer.status_code == 401
+        assert answer.headers["WWW-Authenticate"].startswith("Bearer")
     # A loopback client needs the key too.
-    assert client.get("/metrics").status_code == 403
+    assert client.get("/metrics").status_code == 401
+
+
+def test_the_metrics_key_alone_opens_metrics_when_an_api_key_is_set(make_app):
+    client = make_app(API_KEY="api-key", METRICS_ACCESS="key", METRICS_KEY="s3cret").test_client()
+    remote = {"REMOTE_ADDR": "203.0.113.9"}
+    assert client.get("/metrics", environ_base=remote,
+                      headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert client.get("/metrics", environ_base=remote,
+                      headers={"Authorization": "Bearer api-key"}).status_code == 401
+    # the API key still guards the API
+    assert client.get("/model", headers={"Authorization": "Bearer s3cret"}).status_code == 401
 
 
 def test_bad_metrics_settings_are_refused(make_app):

@@ -23,6 +23,7 @@ from prometheus_client.exposition import choose_encoder
 
 from serving import metrics
 from web.admin import is_loopback
+from web.auth import CHALLENGE
 from web.errors import ApiError
 
 bp = Blueprint("metrics", __name__)
@@ -113,6 +114,8 @@ def show_metrics():
     """Every metric, in Prometheus's text format or OpenMetrics, as the scraper asks."""
     if not may_read_metrics():
         access = current_app.config["METRICS_ACCESS"]
+        if access == "key":  # a client that may send the key, and did not
+            raise ApiError("unauthorized", headers=CHALLENGE)
         raise ApiError("forbidden", f"the metrics are not readable by this client ({access})")
     encode, content_type = choose_encoder(request.headers.get("Accept", ""))
     return Response(encode(current_app.extensions["metrics_registry"]), content_type=content_type)
