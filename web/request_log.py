@@ -165,17 +165,18 @@ def log_line(response: Response) -> str:
     return line + "}"
 
 
-def _note_image(image: Any) -> None:
-    g.setdefault("image_sizes", []).append(list(image.size))
+def _note_image(noted: dict[str, Any], image: Any) -> None:
+    noted.setdefault("image_sizes", []).append(image.size)
 
 
-def _note_prediction(reading: Any) -> None:
+def _note_prediction(noted: dict[str, Any], reading: Any) -> None:
     # The upload's answer as the API's ``prediction`` gives it, not every candidate digit.
-    g.setdefault("predictions", []).append(reading.surest.prediction.digit)
+    noted.setdefault("predictions", []).append(reading.surest.prediction.digit)
 
 
 # What the log line takes from a stage's result.
-_NOTES: dict[str, Callable[[Any], None]] = {"decode": _note_image, "read": _note_prediction}
+_NOTES: dict[str, Callable[[dict[str, Any], Any], None]] = {"decode": _note_image,
+                                                             "read": _note_prediction}
 
 
 def noting_stage(name: str, stage: Callable[..., Any]) -> Callable[..., Any]:
@@ -187,7 +188,7 @@ def noting_stage(name: str, stage: Callable[..., Any]) -> Callable[..., Any]:
     def noted(*args: Any, **kwargs: Any) -> Any:
         result = stage(*args, **kwargs)
         if has_request_context():
-            note(result)
+            note(vars(g._get_current_object()), result)
         return result
 
     return noted
