@@ -2,6 +2,7 @@
 
     python benchmarks/bench_ops.py [--requests 2000]          # in process
     python benchmarks/bench_ops.py --http [--requests 2000]   # over HTTP, under gunicorn
+    python benchmarks/bench_ops.py --wrk [--rounds 10]        # the HTTP benchmark's load
 
 Two apps are built with the same settings: the service as ``create_app``
 builds it, and the same parts without ``request_log``, ``metrics`` and
@@ -19,6 +20,12 @@ one worker (metrics in prometheus_client's multiprocess mode, log lines to a
 file), and takes its requests in rounds, in turn with the other, over one
 kept-alive connection; the cost is the difference in the worker's CPU time per
 request (from /proc), the figure a busy neighbour disturbs least.
+
+With ``--wrk``, the load of the HTTP benchmark (``make bench``): each app runs
+as shipped (gunicorn.conf.py, its default workers) and wrk drives it at c=8
+for a few seconds a round, in turn with the other; the cost is what the layer
+takes from the requests answered a second and adds to the workers' CPU time
+per request, as medians of the rounds' ratios.
 """
 
 from __future__ import annotations
@@ -42,6 +49,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from httpbench.images import Upload  # noqa: E402
+from httpbench.load import measure as wrk_point  # noqa: E402
+from httpbench.load import warm_up  # noqa: E402
 from httpbench.servers import free_port, group_members  # noqa: E402
 
 import folder_paths  # noqa: E402
@@ -138,16 +148,18 @@ def in_process(requests: int) -> None:
 
 
 @contextmanager
-def gunicorn_worker(app_spec: str, log: Path) -> Iterator[tuple[http.client.HTTPConnection, int]]:
-    """``app_spec`` under gunicorn with one worker: a kept-alive connection to it and its pid."""
+def gunicorn_server(app_spec: str, log: Path, workers: int | None = 1
+                    ) -> Iterator[tuple[http.client.HTTPConnection, list[int], int]]:
+    """``app_spec`` under gunicorn (``workers=None``: as many as gunicorn.conf.py gives): a
+    kept-alive connection to it, its workers' pids and its port."""
     port = free_port()
+    env = {**os.environ, **({"DIGITS_WORKERS": str(workers)} if workers else {})}
     with log.open("wb") as sink:
         server = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--config", str(REPO / "gunicorn.conf.py"),
              "--chdir", str(REPO), "--pythonpath", str(REPO / "benchmarks"),
              "--bind", f"127.0.0.1:{port}", app_spec],
-            env={**os.environ, "DIGITS_WORKERS": "1"}, stdout=sink, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         deadline = time.monotonic() + 120
@@ -161,8 +173,7 @@ def gunicorn_worker(app_spec: str, log: Path) -> Iterator[tuple[http.client.HTTP
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise SystemExit(f"{app_spec} did not start; see {log}") from None
                 time.sleep(0.2)
-        workers = [pid for pid in group_members(server.pid) if pid != server.pid]
-        yield connection, workers[0]
+        yield connection, [pid for pid in group_members(server.pid) if pid != server.pid], port
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
@@ -186,6 +197,17 @@ def cpu_seconds(pid: int) -> float:
                for task in Path(f"/proc/{pid}/task").iterdir()) / 1e9
 
 
+@contextmanager
+def both_servers(workers: int | None) -> Iterator[dict[str, tuple[http.client.HTTPConnection,
+                                                                  list[int], int]]]:
+    """The service without and with its operations layer under gunicorn, at once."""
+    with tempfile.TemporaryDirectory(prefix="bench-ops-") as folder, \
+            gunicorn_server("bench_ops:bare_app()", Path(folder, "without.log"),
+                            workers) as without, \
+            gunicorn_server("app:create_app()", Path(folder, "with.log"), workers) as with_:
+        yield {"without": without, "with": with_}
+
+
 def over_http(requests: int, rounds: int = 20) -> None:
     png = digit_png()
     body = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; "
@@ -194,15 +216,12 @@ def over_http(requests: int, rounds: int = 20) -> None:
     per_round = max(1, requests // rounds)
     cpu: dict[str, list[float]] = {"without": [], "with": []}
     wall: dict[str, list[float]] = {"without": [], "with": []}
-    with tempfile.TemporaryDirectory(prefix="bench-ops-") as folder, \
-            gunicorn_worker("bench_ops:bare_app()", Path(folder, "without.log")) as without, \
-            gunicorn_worker("app:create_app()", Path(folder, "with.log")) as with_:
-        servers = {"without": without, "with": with_}
-        for connection, _pid in servers.values():
+    with both_servers(workers=1) as servers:
+        for connection, _pids, _port in servers.values():
             for _ in range(100):  # warm-up
                 post_digit(connection, body)
         for _ in range(rounds):
-            for name, (connection, pid) in servers.items():
+            for name, (connection, (pid,), _port) in servers.items():
                 cpu_started, started = cpu_seconds(pid), time.perf_counter()
                 for _ in range(per_round):
                     post_digit(connection, body)
@@ -222,13 +241,50 @@ def over_http(requests: int, rounds: int = 20) -> None:
               f"{(statistics.median(ratios) - 1) * 100:+.1f}%")
 
 
+def under_wrk(rounds: int, seconds: float, concurrency: int = 8) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-ops-upload-") as folder:
+        upload = Upload("28x28 PNG", Path(folder, "digit.png"), "image/png", "a held-out digit")
+        upload.path.write_bytes(digit_png())
+        rates: dict[str, list[float]] = {"without": [], "with": []}
+        cpu: dict[str, list[float]] = {"without": [], "with": []}
+        with both_servers(workers=None) as servers:
+            for _connection, _pids, port in servers.values():
+                warm_up(f"http://127.0.0.1:{port}/predict", upload, 2)
+            for _ in range(rounds):
+                for name, (_connection, pids, port) in servers.items():
+                    cpu_started = sum(cpu_seconds(pid) for pid in pids)
+                    point = wrk_point(name, f"http://127.0.0.1:{port}/predict", upload,
+                                    concurrency, seconds)
+                    if point.errors:
+                        raise SystemExit(f"{name}: {point.errors} errors under wrk")
+                    rates[name].append(point.requests_per_second)
+                    cpu[name].append((sum(cpu_seconds(pid) for pid in pids) - cpu_started)
+                                     / point.requests * 1e3)
+    print(f"under wrk (gunicorn as shipped, {len(pids)} workers; c={concurrency}, "
+          f"{seconds:g} s a round, {rounds} rounds taken in turn)")
+    for name in rates:
+        print(f"  {name:7} operations layer: median {statistics.median(rates[name]):,.0f} req/s,"
+              f" workers' CPU {statistics.median(cpu[name]):.3f} ms per request")
+    for label, figures in (("req/s", rates), ("CPU per request", cpu)):
+        ratios = [with_ / without for with_, without in zip(figures["with"], figures["without"],
+                                                             strict=True)]
+        print(f"  {label:15} with against without, median of the rounds' ratios: "
+              f"{(statistics.median(ratios) - 1) * 100:+.1f}%")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000, help="requests per app")
     parser.add_argument("--http", action="store_true",
                         help="measure over HTTP under gunicorn instead of in process")
+    parser.add_argument("--wrk", action="store_true",
+                        help="measure under wrk at c=8, gunicorn as shipped")
+    parser.add_argument("--rounds", type=int, default=10, help="rounds of wrk per app")
+    parser.add_argument("--seconds", type=float, default=3, help="seconds of wrk a round")
     args = parser.parse_args(argv)
-    if args.http:
+    if args.wrk:
+        under_wrk(args.rounds, args.seconds)
+    elif args.http:
         over_http(args.requests)
     else:
         in_process(args.requests)

@@ -36,18 +36,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from imaging.errors import NoDigitError
 from imaging.ink import InkMap
 from imaging.normalise import PreparedDigit, crop_to_ink, even_out_strokes, ink_bounds, prepare_ink
-
-# OpenCV runs its calls on a pool of a thread per core, whose threads keep spinning after
-# each call: in a request's CPU time that made reading one 28x28 digit cost 37% more
-# (3.30 against 2.41 ms) on two cores shared by two workers. Labelling an ink map that
-# small needs no threads.
-cv2.setNumThreads(1)
+from imaging.opencv import cv2
 
 # The line's height is measured on the groups at least this share of the tallest.
 LINE_SHARE = 0.7

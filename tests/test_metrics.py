@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from imaging.errors import NotAnImageError
 from serving.chain import Chain
-from serving.metrics import TIMED_STAGES, timed_stage
+from serving.metrics import TIMED_STAGES, defer_observations, timed_stage, write_deferred
 
 
 def scrape(text: str) -> dict[tuple[str, frozenset], float]:
@@ -110,6 +110,22 @@ def test_the_stage_wrapper_times_a_stage_that_fails_too():
     assert in_process("digits_stage_duration_seconds_count", stage="preprocess") == preprocessed
 
 
+def test_a_requests_observations_are_written_together_at_its_end(heldout_digits):
+    images, _labels = heldout_digits
+    png = encode_image(paper_digit(images[0]))
+    decoded = in_process("digits_stage_duration_seconds_count", stage="decode")
+    defer_observations()
+    try:
+        Chain(wrap=timed_stage).prepare(png)
+        assert in_process("digits_stage_duration_seconds_count", stage="decode") == decoded
+    finally:
+        write_deferred()
+    assert in_process("digits_stage_duration_seconds_count", stage="decode") == decoded + 1
+    # after the request, as in the dynamic batcher's own thread: written at once
+    Chain(wrap=timed_stage).prepare(png)
+    assert in_process("digits_stage_duration_seconds_count", stage="decode") == decoded + 2
+
+
 def test_metrics_answer_loopback_clients_only_by_default(client):
     assert client.get("/metrics", environ_base={"REMOTE_ADDR": "127.0.0.1"}).status_code == 200
     answer = client.get("/metrics", environ_base={"REMOTE_ADDR": "203.0.113.9"})
@@ -128,10 +144,22 @@ def test_metrics_behind_a_key(make_app):
     assert client.get("/metrics", environ_base=remote,
                       headers={"Authorization": "Bearer s3cret"}).status_code == 200
     for sent in ("Bearer wrong", "s3cret", ""):
-        assert client.get("/metrics", environ_base=remote,
-                          headers={"Authorization": sent}).status_code == 403
+        answer = client.get("/metrics", environ_base=remote, headers={"Authorization": sent})
+        assert answer.status_code == 401
+        assert answer.headers["WWW-Authenticate"].startswith("Bearer")
     # A loopback client needs the key too.
-    assert client.get("/metrics").status_code == 403
+    assert client.get("/metrics").status_code == 401
+
+
+def test_the_metrics_key_alone_opens_metrics_when_an_api_key_is_set(make_app):
+    client = make_app(API_KEY="api-key", METRICS_ACCESS="key", METRICS_KEY="s3cret").test_client()
+    remote = {"REMOTE_ADDR": "203.0.113.9"}
+    assert client.get("/metrics", environ_base=remote,
+                      headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert client.get("/metrics", environ_base=remote,
+                      headers={"Authorization": "Bearer api-key"}).status_code == 401
+    # the API key still guards the API
+    assert client.get("/model", headers={"Authorization": "Bearer s3cret"}).status_code == 401
 
 
 def test_bad_metrics_settings_are_refused(make_app):

@@ -8,19 +8,21 @@ import logging
 import pytest
 from helpers import encode_image, multipart_file, paper_digit, upload
 
-from web.request_log import ACCESS_LOGGER, request_id_from
+from web.request_log import ACCESS_LOGGER, LINE_HANDLER, request_id_from
 
 
 @pytest.fixture
 def log_lines(caplog):
     """The JSON lines the access logger writes while the test runs."""
     logger = logging.getLogger(ACCESS_LOGGER)
-    logger.addHandler(caplog.handler)
+    # caplog.handler is another handler in the teardown phase: remove the one added here
+    handler = caplog.handler
+    logger.addHandler(handler)
     try:
         yield lambda: [json.loads(record.getMessage()) for record in caplog.records
                        if record.name == ACCESS_LOGGER]
     finally:
-        logger.removeHandler(caplog.handler)
+        logger.removeHandler(handler)
 
 
 def test_a_sane_request_id_is_kept_and_returned(client):
@@ -57,6 +59,20 @@ def test_one_json_line_per_request(client, log_lines, heldout_digits):
     assert line["image_sizes"] == [[160, 160]]
     assert line["predictions"] == [int(labels[3])]
     assert "error" not in line
+
+
+def test_the_default_handler_writes_each_line_whole_to_stderr(client, capsys, monkeypatch,
+                                                               heldout_digits):
+    # The logger as the service sets it up (pytest adds capturing handlers to loggers):
+    # the lines take the direct path to stderr.
+    monkeypatch.setattr(logging.getLogger(ACCESS_LOGGER), "handlers", [LINE_HANDLER])
+    images, labels = heldout_digits
+    answers = [upload(client, encode_image(paper_digit(images[index]))) for index in range(3)]
+    lines = [json.loads(text) for text in capsys.readouterr().err.splitlines()
+             if text.startswith('{"time"')]
+    assert [line["request_id"] for line in lines] == [answer.headers["X-Request-ID"]
+                                                      for answer in answers]
+    assert [line["predictions"] for line in lines] == [[int(label)] for label in labels[:3]]
 
 
 def test_odd_paths_and_methods_stay_valid_json(client, log_lines):

@@ -5,8 +5,10 @@
 ``/page/predict``) stay open, so the page keeps working for its visitors
 without ever holding the key; a deployment that must close the page as well
 puts the proxy's own authentication in front of it. ``/admin/`` with an
-``ADMIN_KEY`` set is guarded by that key alone (``web/admin.py``), since an
-admin client sends that key in the one ``Authorization`` header.
+``ADMIN_KEY`` set is guarded by that key alone (``web/admin.py``), and
+``/metrics`` with ``METRICS_ACCESS=key`` by ``METRICS_KEY`` alone
+(``web/metrics.py``), since such a client sends its key in the one
+``Authorization`` header.
 """
 
 from __future__ import annotations
@@ -38,10 +40,13 @@ def is_protected(path: str) -> bool:
     return any(path == base or path.startswith(base + "/") for base in PROTECTED_PATHS)
 
 
-def is_protected_by_admin_key(path: str) -> bool:
-    """Whether ``path`` is an admin route and an admin key is set to guard it instead."""
-    return bool(current_app.config["ADMIN_KEY"]) and (path == "/admin" or
-                                                      path.startswith("/admin/"))
+def is_protected_by_own_key(path: str) -> bool:
+    """Whether a key of its own guards ``path`` instead: the admin key the admin routes, the
+    metrics key ``/metrics``."""
+    config = current_app.config
+    if path == "/metrics":
+        return config["METRICS_ACCESS"] == "key"
+    return bool(config["ADMIN_KEY"]) and (path == "/admin" or path.startswith("/admin/"))
 
 
 def require_api_key() -> None:
@@ -49,8 +54,8 @@ def require_api_key() -> None:
     key = str(current_app.config["API_KEY"] or "")
     if not key or not is_protected(request.path):
         return
-    if is_protected_by_admin_key(request.path):
-        return  # the admin key guards admin routes
+    if is_protected_by_own_key(request.path):
+        return
     if not matches(bearer_token(), key):
         raise ApiError("unauthorized", headers=CHALLENGE)
 

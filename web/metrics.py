@@ -23,6 +23,7 @@ from prometheus_client.exposition import choose_encoder
 
 from serving import metrics
 from web.admin import is_loopback
+from web.auth import CHALLENGE
 from web.errors import ApiError
 
 bp = Blueprint("metrics", __name__)
@@ -62,9 +63,11 @@ def children_for(endpoint: str, method: str, status: int) -> tuple[Counter, Hist
 
 
 def start_request() -> None:
-    g.metrics_started = time.perf_counter()
-    g.metrics_in_flight = True
+    noted = vars(g._get_current_object())
+    noted["metrics_started"] = time.perf_counter()
+    noted["metrics_in_flight"] = True
     metrics.IN_FLIGHT.inc()
+    metrics.defer_observations()
 
 
 def count_request(response: Response) -> Response:
@@ -77,17 +80,19 @@ def count_request(response: Response) -> Response:
     current = request._get_current_object()
     method = current.method if current.method in KNOWN_METHODS else "other"
     counted, timed = children_for(endpoint_label(current.url_rule), method, response.status_code)
-    counted.inc()
-    timed.observe(time.perf_counter() - started)
+    metrics.record(timed.observe, time.perf_counter() - started)
+    metrics.record(counted.inc, 1)
     api_error = noted.get("api_error")
     if api_error is not None and current.endpoint in UPLOAD_ENDPOINTS and api_error.status < 500:
-        metrics.REJECTED_UPLOADS.labels(api_error.code).inc()
+        metrics.record(metrics.REJECTED_UPLOADS.labels(api_error.code).inc, 1)
     return response
 
 
 def end_request(_error: BaseException | None) -> None:
-    """Runs whatever happened, so the in-flight gauge never drifts."""
-    if g.pop("metrics_in_flight", False):
+    """Runs whatever happened: the request's observations are written and the in-flight
+    gauge never drifts."""
+    metrics.write_deferred()
+    if vars(g._get_current_object()).pop("metrics_in_flight", False):
         metrics.IN_FLIGHT.dec()
 
 
@@ -109,6 +114,8 @@ def show_metrics():
     """Every metric, in Prometheus's text format or OpenMetrics, as the scraper asks."""
     if not may_read_metrics():
         access = current_app.config["METRICS_ACCESS"]
+        if access == "key":  # a client that may send the key, and did not
+            raise ApiError("unauthorized", headers=CHALLENGE)
         raise ApiError("forbidden", f"the metrics are not readable by this client ({access})")
     encode, content_type = choose_encoder(request.headers.get("Accept", ""))
     return Response(encode(current_app.extensions["metrics_registry"]), content_type=content_type)

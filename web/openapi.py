@@ -281,7 +281,7 @@ PATHS: dict[str, dict[str, Any]] = {
         "summary": "Prometheus metrics, in Prometheus's text format (or OpenMetrics when asked)",
         "description": "Who may read them is `DIGITS_METRICS_ACCESS`: loopback clients (the"
                        " default), anyone, or clients sending `DIGITS_METRICS_KEY` as a bearer"
-                       " token.",
+                       " token (then that key alone: 401 without it).",
         "operationId": "metrics",
         "security": OPTIONAL_KEY,
         "responses": {"200": {"description": "every metric",
