@@ -12,11 +12,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 from PIL import Image
 
 from imaging.errors import NoDigitError
+from imaging.opencv import cv2
 
 # MNIST's mean and standard deviation, the one normalisation used everywhere.
 MNIST_MEAN = 0.1307
