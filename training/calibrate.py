@@ -5,8 +5,8 @@
 
 One deterministic command, run by ``training.train`` after every training and
 by hand after new weights arrive; it needs only the MNIST subset and Debian's
-DejaVu fonts, and takes about two and a half minutes of CPU (five minutes on
-two busy shared cores). It never changes the network's weights. It:
+DejaVu fonts, and takes five to six minutes on two busy shared cores (most of
+it varying the digits). It never changes the network's weights. It:
 
 1. exports the network's served form (logits and features, ``network.features``)
    to ONNX and int8 again where the files beside the weights predate it;
