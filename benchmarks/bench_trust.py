@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr = real_stderr
         devnull.close()
 
-    print(f"assess stage alone, one image: {assess_us(now):.1f} µs (median of 2,000 calls)")
+    print(f"assess stage alone, one image (median of 2,000 calls): before "
+          f"{assess_us(before):.1f} µs, now {assess_us(now):.1f} µs")
     print(f"{args.requests} requests of each kind, taken in turn; ms per request "
           f"(before: weights of {args.before})")
     for column, clock in enumerate(("wall-clock", "CPU")):

@@ -61,9 +61,15 @@ class BatchNormNet(nn.Module):
         self.fc = nn.Linear(w5, NUM_CLASSES)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_parts(x)[0]
+
+    def forward_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The logits, the averaged features the last layer reads and the last feature map
+        (``network.features`` serves the last two as well)."""
+        maps = self.features(x)
         # A plain mean rather than AdaptiveAvgPool2d, whose CUDA backward is not deterministic.
-        x = self.features(x).mean(dim=(2, 3))
-        return self.fc(self.dropout(x))
+        pooled = maps.mean(dim=(2, 3))
+        return self.fc(self.dropout(pooled)), pooled, maps
 
 
 # Architectures by the name recorded in each weights card.

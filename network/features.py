@@ -1,9 +1,11 @@
-"""The network as it is served: its logits and the features its last layer reads.
+"""The network as it is served: its logits and the features that tell a digit from a non-digit.
 
-The features (the input of the final linear layer: the penultimate layer) are
-what tells a digit from something that is not one far better than the ten
-logits alone (see ``training.calibrate``), so every served form of the network
-answers both, in one run.
+The features are what the network's last layer reads (the penultimate layer)
+and, for a network that shows its last feature map (``forward_parts``), that
+map averaged over each quarter of the picture: the global average alone says
+which strokes are there but not where, and where they are tells a letter or a
+drawing from a digit far better (see ``training.calibrate``). Every served
+form of the network answers logits and features in one run.
 """
 
 from __future__ import annotations
@@ -20,6 +22,19 @@ def final_linear_name(network: nn.Module) -> str:
     if not names:
         raise ValueError(f"{type(network).__name__} has no linear layer to read features from")
     return names[-1]
+
+
+def quarter_means(maps: torch.Tensor) -> torch.Tensor:
+    """``(N, C, H, W)`` feature maps averaged over each quarter (overlapping by the middle row
+    and column when a side is odd, as ``adaptive_avg_pool2d(maps, 2)``): ``(N, 4 * C)``,
+    channel by channel (top left, top right, bottom left, bottom right)."""
+    height, width = maps.shape[2], maps.shape[3]
+    rows, cols = (height + 1) // 2, (width + 1) // 2
+    top, bottom = maps[:, :, :rows], maps[:, :, height - rows:]
+    quarters = [top[:, :, :, :cols].mean(dim=(2, 3)), top[:, :, :, width - cols:].mean(dim=(2, 3)),
+                bottom[:, :, :, :cols].mean(dim=(2, 3)),
+                bottom[:, :, :, width - cols:].mean(dim=(2, 3))]
+    return torch.stack(quarters, dim=2).flatten(1)
 
 
 class WithFeatures(nn.Module):
@@ -46,14 +61,34 @@ class WithFeatures(nn.Module):
         return self.head(features), features
 
 
-def with_features(network: nn.Module) -> WithFeatures:
-    """The served form of ``network``, checked to give its own logits."""
-    served = WithFeatures(network)
+class WithLayout(nn.Module):
+    """A network with ``forward_parts`` answering ``(logits, features)``: its own logits, and
+    what its last layer read followed by its last feature map's ``quarter_means``."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.body = copy.deepcopy(network)
+        self.input_shape = network.input_shape
+        probe = torch.zeros(1, *self.input_shape, device=next(network.parameters()).device)
+        with torch.inference_mode():
+            _, pooled, maps = self.body.eval().forward_parts(probe)
+        self.feature_count = pooled.shape[1] + quarter_means(maps).shape[1]
+        self.train(network.training)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, pooled, maps = self.body.forward_parts(x)
+        return logits, torch.cat([pooled, quarter_means(maps)], dim=1)
+
+
+def with_features(network: nn.Module) -> WithFeatures | WithLayout:
+    """The served form of ``network`` (``WithLayout`` where it shows its last feature map),
+    checked to give its own logits."""
+    served = WithLayout(network) if hasattr(network, "forward_parts") else WithFeatures(network)
     check_same_logits(served, network)
     return served
 
 
-def check_same_logits(served: WithFeatures, network: nn.Module) -> None:
+def check_same_logits(served: WithFeatures | WithLayout, network: nn.Module) -> None:
     """Raise ``ValueError`` unless ``served`` gives ``network``'s logits on a fixed input."""
     device = next(network.parameters()).device
     probe = torch.randn(2, *network.input_shape, generator=torch.Generator().manual_seed(0))

@@ -3,14 +3,15 @@
 Every answer says ``uncertain`` (true or false) and, when true, a ``reason``
 from ``REASONS``. Both come from numbers ``training.calibrate`` fits for each
 weights file and records on its card (``trust``), on the network's own
-outputs (``model.NetworkOutputs``), so the check costs some ten thousand
+outputs (``model.NetworkOutputs``), so the check costs some 160,000
 multiply-adds per image and no second run of the network:
 
-- ``not_a_digit``: a small head (one hidden layer) on the features the
-  network's last layer reads (the penultimate layer) says the picture is not a
-  digit. It is fitted
-  on the frozen network's features of training digits against generated
-  non-digits (``training.nondigits``); the network itself is not retrained.
+- ``not_a_digit``: a small head (one hidden layer) on the network's served
+  features (``network.features``: what its last layer reads, and its last
+  feature map averaged over each quarter) says the picture is not a digit. It
+  is fitted on the frozen network's features of training digits against
+  generated non-digits (``training.nondigits``); the network itself is not
+  retrained.
 - ``low_confidence``: the calibrated confidence is below the card's bound.
 
 NumPy only: serving workers never import torch.

@@ -94,11 +94,11 @@ def test_a_card_without_trust_is_never_uncertain_and_a_broken_head_is_refused():
 
 def test_held_out_digits_are_answered_without_doubt(client, heldout_digits):
     images, labels = heldout_digits
-    picks = range(0, 500, 10)
-    bodies = [upload(client, encode_image(paper_digit(images[i]))).get_json() for i in picks]
-    right = sum(b["prediction"] == labels[i] for b, i in zip(bodies, picks, strict=True))
-    assert right >= len(bodies) - 1
-    assert sum(b["uncertain"] for b in bodies) <= 1
+    # All of them: the head is set to flag about 1% of digits, which a few dozen cannot show.
+    bodies = [upload(client, encode_image(paper_digit(image))).get_json() for image in images]
+    right = sum(b["prediction"] == label for b, label in zip(bodies, labels, strict=True))
+    assert right >= 0.99 * len(bodies)
+    assert sum(b["uncertain"] for b in bodies) <= 0.01 * len(bodies)
     assert all("reason" not in b for b in bodies if not b["uncertain"])
 
 

@@ -5,8 +5,8 @@
 
 One deterministic command, run by ``training.train`` after every training and
 by hand after new weights arrive; it needs only the MNIST subset and Debian's
-DejaVu fonts, and takes about two and a half minutes of CPU (five minutes on
-two busy shared cores). It never changes the network's weights. It:
+DejaVu fonts, and takes five to six minutes on two busy shared cores (most of
+it varying the digits). It never changes the network's weights. It:
 
 1. exports the network's served form (logits and features, ``network.features``)
    to ONNX and int8 again where the files beside the weights predate it;
@@ -14,10 +14,10 @@ two busy shared cores). It never changes the network's weights. It:
    likelihood; a single number, so it cannot learn them by heart) and reports
    the expected calibration error (15 bins) before and after;
 3. fits the non-digit head (``serving.trust``) on the served backend's features
-   of freshly varied training digits against generated non-digits
+   of the training digits (as they are and freshly varied) against generated non-digits
    (``training.nondigits``, the "fit" sets: DejaVu fonts, their own seeds and
-   drawings), its threshold set so that ``DIGIT_FLAG_SHARE`` of those digits
-   are flagged;
+   drawings), its threshold set so that ``DIGIT_FLAG_SHARE`` of the varied
+   digits are flagged;
 4. records the temperature, the head and the low-confidence bound on the card.
 
 ``python -m training.evaluate --nondigits`` measures the result on sets it never
@@ -53,11 +53,11 @@ from training.nondigits import KINDS, FontsMissing, digit_pictures, nondigit_pic
 ECE_BINS = 15
 FIT_PER_KIND = 700  # generated non-digits of each kind to fit the head on
 FIT_SEED = 7  # seeds the variation of the fitting digits
-# The share of the (varied) training digits the head may call non-digits: its threshold.
+# The share of the varied training digits the head may call non-digits: its threshold.
 DIGIT_FLAG_SHARE = 0.005
 # Below this calibrated confidence an answer is "low_confidence".
 LOW_CONFIDENCE_BELOW = 0.5
-HEAD_HIDDEN = 64  # hidden units of the non-digit head
+HEAD_HIDDEN = 256  # hidden units of the non-digit head
 HEAD_STEPS = 600  # full-batch Adam steps fitting it
 HEAD_WEIGHT_DECAY = 1e-3
 # Card fields save_weights writes, dropped before it writes them again.
@@ -148,9 +148,10 @@ def run_batches(classifier: DigitClassifier, inputs: np.ndarray,
 
 def fit_head(digit_features: np.ndarray, other_features: np.ndarray,
              flag_share: float = DIGIT_FLAG_SHARE, hidden: int = HEAD_HIDDEN,
-             seed: int = FIT_SEED) -> NonDigitHead:
+             seed: int = FIT_SEED, threshold_features: np.ndarray | None = None) -> NonDigitHead:
     """The head on standardised features (full-batch Adam, each class weighted equally, fixed
-    seed), its threshold flagging ``flag_share`` of the fitting digits."""
+    seed), its threshold flagging ``flag_share`` of ``threshold_features`` (digits; by default
+    the fitting digits)."""
     mean = digit_features.mean(axis=0)
     scale = digit_features.std(axis=0) + 1e-3
     inputs = torch.from_numpy(((np.vstack([digit_features, other_features]) - mean) / scale)
@@ -171,7 +172,9 @@ def fit_head(digit_features: np.ndarray, other_features: np.ndarray,
         mean.astype(np.float32), scale.astype(np.float32),
         first.weight.detach().numpy().T.copy(), first.bias.detach().numpy().copy(),
         last.weight.detach().numpy()[0].copy(), float(last.bias.detach()[0]), threshold=0.0)
-    threshold = float(np.quantile(fitted.scores(digit_features), 1.0 - flag_share))
+    if threshold_features is None:
+        threshold_features = digit_features
+    threshold = float(np.quantile(fitted.scores(threshold_features), 1.0 - flag_share))
     return NonDigitHead(fitted.mean, fitted.scale, fitted.hidden_weights, fitted.hidden_bias,
                         fitted.output_weights, fitted.output_bias, round(threshold, 4))
 
@@ -180,16 +183,21 @@ def fit_head(digit_features: np.ndarray, other_features: np.ndarray,
 
 def ensure_feature_exports(weights: Path, train_images: np.ndarray) -> bool:
     """Export the served form (logits and features) again where the ONNX files beside the
-    weights give logits only; True when it did. The weights themselves are unchanged."""
+    weights give logits only, or other features than ``network.features`` serves now; True
+    when it did. The weights themselves are unchanged."""
+    from network.features import with_features
     from network.weights import load_network, save_weights
     from runtime.onnx_session import onnx_session
     from training.train import calibration_inputs
 
     card = json.loads(card_path(weights).read_text(encoding="utf-8"))
-    onnx_file = weights.with_suffix(".onnx")
-    if onnx_file.is_file() and len(onnx_session(onnx_file.read_bytes(), 1).get_outputs()) >= 2:
-        return False
     network = load_network(weights.read_bytes(), card["architecture"], "cpu", str(weights))
+    wanted = with_features(network).feature_count
+    onnx_file = weights.with_suffix(".onnx")
+    if onnx_file.is_file():
+        outputs = onnx_session(onnx_file.read_bytes(), 1).get_outputs()
+        if len(outputs) >= 2 and outputs[1].shape[-1] == wanted:
+            return False
     kept = {key: value for key, value in card.items() if key not in FILE_FIELDS}
     save_weights(network, weights, kept, calibration=calibration_inputs(train_images))
     return True
@@ -232,16 +240,22 @@ def calibrate_weights(weights: Path, train: Split, held_out: Split,
     ece_before = expected_calibration_error(softmax(logits), held_labels)
     ece_after = expected_calibration_error(softmax(logits / temperature), held_labels)
 
-    # The head, on uploads made from varied training digits and from the "fit" non-digits.
-    digit_inputs, _ = upload_inputs(digit_pictures(varied_digits(train_images)))
+    # The head, on uploads made from the training digits, each as it is and varied once, and
+    # from the "fit" non-digits. The plain digits keep the head from flagging the tidy ones.
+    # The threshold is set on the varied ones alone: the network knows the plain ones too well.
+    plain_inputs, _ = upload_inputs(digit_pictures(train_images))
+    varied_inputs, _ = upload_inputs(digit_pictures(varied_digits(train_images)))
+    digit_inputs = np.concatenate([plain_inputs, varied_inputs])
     other_inputs, kinds = fitting_nondigits(train_images, per_kind)
     digit_features = run_batches(classifier, digit_inputs).features
     other_features = run_batches(classifier, other_inputs).features
-    head = fit_head(digit_features, other_features)
+    head = fit_head(digit_features, other_features,
+                    threshold_features=digit_features[len(plain_inputs):])
 
     trust = {
-        "score": "non-digit head: one hidden layer on the penultimate layer's features",
-        "fitted_on": (f"{len(digit_inputs)} varied training digits against "
+        "score": ("non-digit head: one hidden layer on the penultimate layer's features and "
+                  "the last feature map averaged over each quarter"),
+        "fitted_on": (f"{len(digit_inputs)} training digits (as they are and varied) against "
                       f"{len(other_inputs)} generated non-digits "
                       f"({', '.join(kinds)}; DejaVu fonts), on the {classifier.backend} backend"),
         "digit_flag_share": DIGIT_FLAG_SHARE,
@@ -279,7 +293,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     print(f"{summary['weights']}: temperature {summary['temperature']}, expected calibration "
           f"error ({ECE_BINS} bins) on the held-out digits {summary['ece_before']:.4f} before, "
           f"{summary['ece_after']:.4f} after")
-    print(f"non-digit head fitted on {summary['fitting_digits']} varied training digits and "
+    print(f"non-digit head fitted on {summary['fitting_digits']} training digits (as they are "
+          f"and varied) and "
           f"{summary['fitting_nondigits']} generated non-digits; threshold "
           f"{summary['head_threshold']}"
           + ("; ONNX files exported again with features" if summary["exported_again"] else "")
