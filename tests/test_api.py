@@ -242,5 +242,7 @@ def test_a_full_batch_goes_through_the_network_once(app, heldout_digits, monkeyp
                         or run(batch))
     files = [(encode_image(paper_digit(images[i])), f"{i}.png") for i in range(0, 320, 5)]
     results = post_files(app.test_client(), files).get_json()["results"]
-    assert len(batches) == 1 and batches[0] >= 64  # every candidate digit of every file
+    # Every candidate digit of every file in one run; a second, smaller one only for the
+    # pieces of a lone digit the network doubted (serving.chain.Chain.read_numbers).
+    assert batches[0] >= 64 and len(batches) <= 2
     assert np.mean([r["prediction"] for r in results] == labels[0:320:5]) >= 0.95

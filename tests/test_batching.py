@@ -137,4 +137,6 @@ def test_the_service_batches_concurrent_requests(make_app, heldout_digits):
     with ThreadPoolExecutor(len(picks)) as pool:
         predictions = list(pool.map(ask, picks))
     assert predictions == [labels[i] for i in picks]
-    assert sum(sizes) == len(picks) and len(sizes) < len(picks)
+    # Each upload at least once (a lone digit the network doubts is read again in pieces),
+    # in fewer runs than requests.
+    assert sum(sizes) >= len(picks) and len(sizes) < len(picks)
