@@ -23,7 +23,8 @@ request (from /proc), the figure a busy neighbour disturbs least.
 
 With ``--wrk``, the load of the HTTP benchmark (``make bench``): each app runs
 as shipped (gunicorn.conf.py, its default workers) and wrk drives it at c=8
-for a few seconds a round, in turn with the other; the cost is what the layer
+for a few seconds a round, in turn with the other (the order swapped every
+second round); the cost is what the layer
 takes from the requests answered a second and adds to the workers' CPU time
 per request, as medians of the rounds' ratios.
 """
@@ -197,6 +198,13 @@ def cpu_seconds(pid: int) -> float:
                for task in Path(f"/proc/{pid}/task").iterdir()) / 1e9
 
 
+def in_turn(servers: dict, round_: int) -> list:
+    """The servers' items, the other way round every second round: a machine that slows
+    down (or speeds up) within a round then favours neither."""
+    items = list(servers.items())
+    return items if round_ % 2 == 0 else items[::-1]
+
+
 @contextmanager
 def both_servers(workers: int | None) -> Iterator[dict[str, tuple[http.client.HTTPConnection,
                                                                   list[int], int]]]:
@@ -220,8 +228,8 @@ def over_http(requests: int, rounds: int = 20) -> None:
         for connection, _pids, _port in servers.values():
             for _ in range(100):  # warm-up
                 post_digit(connection, body)
-        for _ in range(rounds):
-            for name, (connection, (pid,), _port) in servers.items():
+        for round_ in range(rounds):
+            for name, (connection, (pid,), _port) in in_turn(servers, round_):
                 cpu_started, started = cpu_seconds(pid), time.perf_counter()
                 for _ in range(per_round):
                     post_digit(connection, body)
@@ -232,13 +240,8 @@ def over_http(requests: int, rounds: int = 20) -> None:
     for name in servers:
         print(f"  {name:7} operations layer: worker CPU {statistics.median(cpu[name]):.3f}, "
               f"wall-clock at c=1 {statistics.median(wall[name]):.3f}")
-    for label, measure in (("worker CPU", cpu), ("wall-clock", wall)):
-        # each round's with/without pair ran back to back: their ratio is the least disturbed
-        ratios = [with_ / without for with_, without in zip(measure["with"], measure["without"],
-                                                             strict=True)]
-        cost = statistics.median(measure["with"]) - statistics.median(measure["without"])
-        print(f"  {label:10} cost: {cost:+.3f} ms per request; median of the rounds' ratios "
-              f"{(statistics.median(ratios) - 1) * 100:+.1f}%")
+    print_cost("worker CPU, ms per request", cpu)
+    print_cost("wall-clock, ms per request", wall)
 
 
 def under_wrk(rounds: int, seconds: float, concurrency: int = 8) -> None:
@@ -250,8 +253,8 @@ def under_wrk(rounds: int, seconds: float, concurrency: int = 8) -> None:
         with both_servers(workers=None) as servers:
             for _connection, _pids, port in servers.values():
                 warm_up(f"http://127.0.0.1:{port}/predict", upload, 2)
-            for _ in range(rounds):
-                for name, (_connection, pids, port) in servers.items():
+            for round_ in range(rounds):
+                for name, (_connection, pids, port) in in_turn(servers, round_):
                     cpu_started = sum(cpu_seconds(pid) for pid in pids)
                     point = wrk_point(name, f"http://127.0.0.1:{port}/predict", upload,
                                     concurrency, seconds)
@@ -265,11 +268,18 @@ def under_wrk(rounds: int, seconds: float, concurrency: int = 8) -> None:
     for name in rates:
         print(f"  {name:7} operations layer: median {statistics.median(rates[name]):,.0f} req/s,"
               f" workers' CPU {statistics.median(cpu[name]):.3f} ms per request")
-    for label, figures in (("req/s", rates), ("CPU per request", cpu)):
-        ratios = [with_ / without for with_, without in zip(figures["with"], figures["without"],
-                                                             strict=True)]
-        print(f"  {label:15} with against without, median of the rounds' ratios: "
-              f"{(statistics.median(ratios) - 1) * 100:+.1f}%")
+    print_cost("req/s", rates)
+    print_cost("CPU, ms per request", cpu)
+
+
+def print_cost(label: str, figures: dict[str, list[float]]) -> None:
+    """With against without: the difference of the medians, and the median of the rounds'
+    ratios (each round's pair ran back to back: their ratio is the least disturbed)."""
+    ratios = [with_ / without for with_, without in zip(figures["with"], figures["without"],
+                                                         strict=True)]
+    difference = statistics.median(figures["with"]) - statistics.median(figures["without"])
+    print(f"  {label}: with against without {difference:+,.3f} (medians); median of the "
+          f"rounds' ratios {(statistics.median(ratios) - 1) * 100:+.1f}%")
 
 
 def main(argv: list[str] | None = None) -> None:
