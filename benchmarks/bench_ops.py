@@ -24,9 +24,9 @@ request (from /proc), the figure a busy neighbour disturbs least.
 With ``--wrk``, the load of the HTTP benchmark (``make bench``): each app runs
 as shipped (gunicorn.conf.py, its default workers) and wrk drives it at c=8
 for a few seconds a round, in turn with the other (the order swapped every
-second round); the cost is what the layer
-takes from the requests answered a second and adds to the workers' CPU time
-per request, as medians of the rounds' ratios.
+second round); the cost is what the layer takes from the requests answered a
+second and adds to the workers' CPU time per request, as the difference of the
+medians and the median of the rounds' ratios.
 """
 
 from __future__ import annotations
