@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from synthetic_numbers import NUMBER_KINDS, make_number  # noqa: E402
+from synthetic_numbers import NUMBER_KINDS, edit_distance, make_number  # noqa: E402
 from synthetic_uploads import UPLOAD_KINDS, make_upload  # noqa: E402
 
 import folder_paths  # noqa: E402
@@ -41,16 +41,6 @@ from serving.chain import Chain  # noqa: E402
 HELDOUT = "fixtures/heldout_all.npz"
 TOUCHING_SHARE = 0.25
 SEED = 2026  # neither the tests' seeds nor those the segmentation's weights were chosen on
-
-
-def edit_distance(a: str, b: str) -> int:
-    """Insertions, deletions and substitutions that turn ``a`` into ``b``."""
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        previous, row[0] = row[0], i
-        for j, y in enumerate(b, 1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (x != y))
-    return row[-1]
 
 
 def read_numbers(chain: Chain, classifier: DigitClassifier, images: np.ndarray,

@@ -7,7 +7,7 @@ few degrees. In a number ``with_touching`` one neighbouring pair is pushed
 together until their strokes touch. The line is then put on paper (a scan,
 sent as PNG or JPEG) or photographed (uneven light, camera tilt, noise; PNG
 or JPEG). ``NUMBER_KINDS`` names the four; ``make_number`` makes one upload
-and says what it shows.
+and says what it shows; ``edit_distance`` counts the digits a reading got wrong.
 
 The tests read a small set, ``benchmarks/bench_numbers.py`` a large one.
 """
@@ -153,3 +153,13 @@ def make_number(kind: str, images: np.ndarray, labels: np.ndarray, rng: np.rando
     number = "".join(str(int(labels[i])) for i in chosen)
     return NumberUpload(encode_upload(picture, format, **options), number, touching,
                         picture.size)
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Insertions, deletions and substitutions that turn ``a`` into ``b``."""
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        previous, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (x != y))
+    return row[-1]

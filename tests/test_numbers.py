@@ -8,7 +8,7 @@ from helpers import encode_image, paper_digit, upload
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
-from synthetic_numbers import NUMBER_KINDS, make_number
+from synthetic_numbers import NUMBER_KINDS, edit_distance, make_number
 from synthetic_uploads import encode_upload, exif_rotated
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.test import encode_multipart
@@ -186,15 +186,6 @@ def test_several_files_each_get_their_number(number_client, heldout_all):
                                   content_type=f"multipart/form-data; boundary={boundary}")
     results = response.get_json()["results"]
     assert [r["number"] for r in results] == [u.number for u in uploads]
-
-
-def edit_distance(a: str, b: str) -> int:
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        previous, row[0] = row[0], i
-        for j, y in enumerate(b, 1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (x != y))
-    return row[-1]
 
 
 @pytest.mark.parametrize("kind", NUMBER_KINDS)
