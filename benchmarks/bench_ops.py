@@ -117,6 +117,21 @@ def trimmed_mean(values: list[float], share: float = 0.1) -> float:
     return statistics.fmean(sorted(values)[cut:len(values) - cut])
 
 
+# What request_ms measures, in the order of its pair.
+CLOCKS = ("wall-clock", "CPU")
+
+
+def clock_summary(times: dict[str, list[tuple[float, float]]],
+                  column: int) -> dict[str, tuple[float, float]]:
+    """Per name, the median and trimmed mean of one clock (``CLOCKS[column]``) of its
+    requests' (wall-clock, CPU) pairs."""
+    summary = {}
+    for name, pairs in times.items():
+        values = [pair[column] for pair in pairs]
+        summary[name] = statistics.median(values), trimmed_mean(values)
+    return summary
+
+
 def in_process(requests: int) -> None:
     devnull = open("/dev/null", "w")
     real_stderr, sys.stderr = sys.stderr, devnull
@@ -135,13 +150,11 @@ def in_process(requests: int) -> None:
         devnull.close()
 
     print(f"in process: {requests} requests per app, taken in turn; ms per request")
-    for column, clock in enumerate(("wall-clock", "CPU")):
-        summary = {}
-        for name in apps:
-            values = [pair[column] for pair in times[name]]
-            summary[name] = statistics.median(values), trimmed_mean(values)
-            print(f"  {clock:10} {name:7} operations layer: median {summary[name][0]:.3f},"
-                  f" trimmed mean {summary[name][1]:.3f}")
+    for column, clock in enumerate(CLOCKS):
+        summary = clock_summary(times, column)
+        for name, (median, trimmed) in summary.items():
+            print(f"  {clock:10} {name:7} operations layer: median {median:.3f},"
+                  f" trimmed mean {trimmed:.3f}")
         for index, measure in enumerate(("median", "trimmed mean")):
             without, with_ = summary["without"][index], summary["with"][index]
             print(f"  {clock:10} cost ({measure}): {with_ - without:+.3f} ms per request, "

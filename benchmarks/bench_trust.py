@@ -35,7 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_ops import digit_png, trimmed_mean  # noqa: E402
+from bench_ops import CLOCKS, clock_summary, digit_png  # noqa: E402
 
 import folder_paths  # noqa: E402
 from app import create_app  # noqa: E402
@@ -120,13 +120,10 @@ def main(argv: list[str] | None = None) -> None:
           f"{assess_us(before):.1f} µs, now {assess_us(now):.1f} µs")
     print(f"{args.requests} requests of each kind, taken in turn; ms per request "
           f"(before: weights of {args.before})")
-    for column, clock in enumerate(("wall-clock", "CPU")):
-        summary = {}
-        for name in kinds:
-            values = [pair[column] for pair in times[name]]
-            summary[name] = statistics.median(values), trimmed_mean(values)
-            print(f"  {clock:10} {name:8} median {summary[name][0]:.3f}, "
-                  f"trimmed mean {summary[name][1]:.3f}")
+    for column, clock in enumerate(CLOCKS):
+        summary = clock_summary(times, column)
+        for name, (median, trimmed) in summary.items():
+            print(f"  {clock:10} {name:8} median {median:.3f}, trimmed mean {trimmed:.3f}")
         for name in ("now", "explain"):
             base, cost = summary["before"][0], summary[name][0]
             print(f"  {clock:10} {name} against before (medians): {cost - base:+.3f} ms, "
