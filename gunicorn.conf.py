@@ -101,6 +101,13 @@ def post_worker_init(worker):
     worker.wsgi.debug = False
 
 
+def worker_exit(server, worker):
+    """In a worker that is leaving: its last metric values reach their files."""
+    from serving import metric_files
+
+    metric_files.flush()
+
+
 def on_exit(server):
     """Remove the folders this server made (configured ones are left alone)."""
     for folder in (getattr(server, "digits_state_dir", None),

@@ -12,8 +12,10 @@ held-out digit.
 In process, through Flask's test client, one request each in turn (so a busy
 neighbour on a shared machine slows both alike), each request is timed by the
 wall clock and by the process's CPU time (less disturbed by neighbours); the
-medians and trimmed means are compared. The request log lines go to
-/dev/null, so their formatting and writing are counted.
+medians and trimmed means are compared. The metrics are kept in
+prometheus_client's multiprocess mode, as under gunicorn, and the request log
+lines go to /dev/null line by line, so their formatting and writing are
+counted.
 
 Over HTTP, each app runs under gunicorn with the shipped gunicorn.conf.py and
 one worker (metrics in prometheus_client's multiprocess mode, log lines to a
@@ -49,6 +51,12 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+# In process too, the metrics are kept as under gunicorn: prometheus_client's multiprocess
+# mode, chosen when it is first imported. Each gunicorn server below gets its own folder.
+METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_metrics_folder = tempfile.TemporaryDirectory(prefix="bench-ops-metrics-")
+os.environ[METRICS_ENV] = _metrics_folder.name
 
 from httpbench.images import Upload  # noqa: E402
 from httpbench.load import measure as wrk_point  # noqa: E402
@@ -133,7 +141,8 @@ def clock_summary(times: dict[str, list[tuple[float, float]]],
 
 
 def in_process(requests: int) -> None:
-    devnull = open("/dev/null", "w")
+    # line-buffered, as stderr is: one write for each request's log line
+    devnull = open("/dev/null", "w", buffering=1)
     real_stderr, sys.stderr = sys.stderr, devnull
     try:
         apps = {"without": bare_app(SETTINGS).test_client(),
@@ -149,6 +158,7 @@ def in_process(requests: int) -> None:
         sys.stderr = real_stderr
         devnull.close()
 
+    served = served_request_cpu(requests)
     print(f"in process: {requests} requests per app, taken in turn; ms per request")
     for column, clock in enumerate(CLOCKS):
         summary = clock_summary(times, column)
@@ -158,7 +168,10 @@ def in_process(requests: int) -> None:
         for index, measure in enumerate(("median", "trimmed mean")):
             without, with_ = summary["without"][index], summary["with"][index]
             print(f"  {clock:10} cost ({measure}): {with_ - without:+.3f} ms per request, "
-                  f"{(with_ / without - 1) * 100:+.1f}%")
+                  f"{(with_ / without - 1) * 100:+.1f}% in process, "
+                  f"{(with_ - without) / served * 100:+.1f}% of a served request")
+    print(f"  a served request: {served:.3f} ms of a gunicorn worker's CPU (the service as "
+          f"shipped, one worker, over HTTP, median of {SERVED_ROUNDS} rounds)")
 
 
 @contextmanager
@@ -167,7 +180,9 @@ def gunicorn_server(app_spec: str, log: Path, workers: int | None = 1
     """``app_spec`` under gunicorn (``workers=None``: as many as gunicorn.conf.py gives): a
     kept-alive connection to it, its workers' pids and its port."""
     port = free_port()
-    env = {**os.environ, **({"DIGITS_WORKERS": str(workers)} if workers else {})}
+    env = {name: value for name, value in os.environ.items() if name != METRICS_ENV}
+    if workers:
+        env["DIGITS_WORKERS"] = str(workers)
     with log.open("wb") as sink:
         server = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--config", str(REPO / "gunicorn.conf.py"),
@@ -191,6 +206,34 @@ def gunicorn_server(app_spec: str, log: Path, workers: int | None = 1
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
+
+
+SERVED_ROUNDS = 10
+
+
+def served_request_cpu(requests: int) -> float:
+    """What a request costs the service's worker over HTTP: its CPU ms per request (median
+    of the rounds), with HTTP parsing and answering, which the in-process figures lack."""
+    body = multipart_body(digit_png())
+    per_round = max(1, requests // SERVED_ROUNDS)
+    cpu = []
+    with tempfile.TemporaryDirectory(prefix="bench-ops-") as folder, \
+            gunicorn_server("app:create_app()", Path(folder, "with.log")) \
+            as (connection, (pid,), _port):
+        for _ in range(100):  # warm-up
+            post_digit(connection, body)
+        for _ in range(SERVED_ROUNDS):
+            cpu_started = cpu_seconds(pid)
+            for _ in range(per_round):
+                post_digit(connection, body)
+            cpu.append((cpu_seconds(pid) - cpu_started) / per_round * 1e3)
+    return statistics.median(cpu)
+
+
+def multipart_body(png: bytes) -> bytes:
+    return (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; "
+            f"filename=\"digit.png\"\r\nContent-Type: image/png\r\n\r\n").encode() + png \
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
 def post_digit(connection: http.client.HTTPConnection, body: bytes) -> None:
@@ -230,10 +273,7 @@ def both_servers(workers: int | None) -> Iterator[dict[str, tuple[http.client.HT
 
 
 def over_http(requests: int, rounds: int = 20) -> None:
-    png = digit_png()
-    body = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; "
-            f"filename=\"digit.png\"\r\nContent-Type: image/png\r\n\r\n").encode() + png \
-        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    body = multipart_body(digit_png())
     per_round = max(1, requests // rounds)
     cpu: dict[str, list[float]] = {"without": [], "with": []}
     wall: dict[str, list[float]] = {"without": [], "with": []}

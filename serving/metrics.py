@@ -41,6 +41,7 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from model import NUM_CLASSES
+from serving import metric_files
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own variable
 
@@ -54,6 +55,9 @@ LOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 # The stages whose time is measured: those that take the time of a request.
 TIMED_STAGES = ("decode", "preprocess", "segment", "infer")
+
+# Values in memory, written to the multiprocess files in the background (before any metric).
+metric_files.install()
 
 # No *_created series: they double what is exposed and the dashboards need none of them.
 disable_created_metrics()

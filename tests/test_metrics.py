@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from imaging.errors import NotAnImageError
 from serving.chain import Chain
+from serving.metric_files import FLUSH_SECONDS
 from serving.metrics import TIMED_STAGES, defer_observations, timed_stage, write_deferred
 
 
@@ -197,11 +198,19 @@ def test_counts_add_up_across_gunicorn_workers(tmp_path, heldout_digits):
         # Several at once, so that both workers answer some.
         with ThreadPoolExecutor(max_workers=4) as pool:
             assert list(pool.map(post, range(sent))) == [200] * sent
+        # Each worker writes its values to its file within FLUSH_SECONDS.
+        time.sleep(FLUSH_SECONDS * 2)
         samples = scrape(urllib3.request("GET", f"{url}/metrics", retries=False,
                                          timeout=30).data.decode())
         per_worker = [predict_count(MultiProcessCollector.merge([str(path)]))
                       for path in sorted(folder.glob("counter_*.db"))]
+        # the last requests before the server stops reach the files too (worker_exit)
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            assert list(pool.map(post, range(sent))) == [200] * sent
+    after_stop = sum(predict_count(MultiProcessCollector.merge([str(path)]))
+                     for path in folder.glob("counter_*.db"))
 
+    assert after_stop == 2 * sent
     assert value(samples, "digits_http_requests_total", endpoint="/predict", method="POST",
                  status="200") == sent
     assert sum(value(samples, "digits_predictions_total", digit=str(d)) for d in range(10)) \

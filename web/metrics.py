@@ -21,7 +21,7 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import Counter, Histogram
 from prometheus_client.exposition import choose_encoder
 
-from serving import metrics
+from serving import metric_files, metrics
 from web.admin import is_loopback
 from web.auth import CHALLENGE
 from web.errors import ApiError
@@ -44,6 +44,7 @@ def init_app(app: Flask) -> None:
     if access == "key" and not app.config["METRICS_KEY"]:
         raise ValueError("DIGITS_METRICS_ACCESS=key needs DIGITS_METRICS_KEY set")
     app.extensions["metrics_registry"] = metrics.exposition_registry()
+    metric_files.start_flushing()
     app.extensions.setdefault("stage_wrappers", []).append(metrics.timed_stage)
     app.before_request(start_request)
     app.after_request(count_request)
@@ -118,4 +119,5 @@ def show_metrics():
             raise ApiError("unauthorized", headers=CHALLENGE)
         raise ApiError("forbidden", f"the metrics are not readable by this client ({access})")
     encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+    metric_files.flush()  # this worker's latest values; the others' are at most a moment old
     return Response(encode(current_app.extensions["metrics_registry"]), content_type=content_type)
