@@ -11,21 +11,30 @@ changed to their files through the library's own ``MmapedValue``, so the
 files keep the library's format and ``MultiProcessCollector`` reads them as
 before.
 
-``install`` makes it the class prometheus_client builds every value from
-(``prometheus_client.values.ValueClass``, which the library reads whenever a
-metric or child is made); it must run before the first metric is defined.
-``start_flushing`` starts the process's writer thread. A value reaches its
-file at most ``FLUSH_SECONDS`` after it changed; ``/metrics`` flushes its own
-worker's values before reading the files, and a worker leaving flushes its
-last ones (gunicorn.conf.py's ``worker_exit``). A worker killed outright
-loses at most the last ``FLUSH_SECONDS`` of its counts.
+A request's own observations go further: ``record`` queues them and ``flush``
+makes them just before it writes, in one warm loop, where each made right
+after a stage's numeric work found the library's code cold in the CPU's caches.
+
+``install`` makes ``BufferedFileValue`` the class prometheus_client builds
+every value from (``prometheus_client.values.ValueClass``, which the library
+reads whenever a metric or child is made); it must run before the first
+metric is defined. ``start_flushing`` starts the process's writer thread. An
+observation reaches its file at most ``FLUSH_SECONDS`` after it was recorded;
+``/metrics`` flushes its own worker before reading the files, and a worker
+leaving flushes its last ones (gunicorn.conf.py's ``worker_exit``). A worker
+killed outright loses at most the last ``FLUSH_SECONDS`` of its counts.
+Outside multiprocess mode nothing changes: values are the library's own and
+``record`` makes each observation at once.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import values
@@ -34,8 +43,12 @@ from prometheus_client import values
 # them all; the flush writes only what changed, a few dozen values.
 FLUSH_SECONDS = 0.25
 
+log = logging.getLogger(__name__)
+
 _file_value_class: Any = None  # the library's MmapedValue, which owns the files
 _buffered: list[BufferedFileValue] = []
+# Observations (a child's observe or inc, and its argument) waiting for the next flush.
+_queued: deque[tuple[Callable[[float], None], float]] = deque()
 _flush_lock = threading.Lock()
 _flusher: threading.Thread | None = None
 
@@ -90,9 +103,20 @@ def install() -> None:
         values.ValueClass = BufferedFileValue
 
 
+def record(write: Callable[[float], None], value: float) -> None:
+    """``write(value)``: at once, or with buffered values by the next ``flush``."""
+    if _file_value_class is None:
+        write(value)
+    else:
+        _queued.append((write, value))
+
+
 def flush() -> None:
-    """Write every value that changed to its file."""
+    """Make the queued observations, then write every value that changed to its file."""
     with _flush_lock:
+        while _queued:
+            write, value = _queued.popleft()
+            write(value)
         for value in _buffered:
             value.write()
 
@@ -100,6 +124,7 @@ def flush() -> None:
 def _restart_in_child() -> None:
     global _flusher
     _flusher = None  # the parent's thread is not the child's
+    _queued.clear()  # the parent's observations
     for value in _buffered:
         value.restart()
     _flush_lock.release()
@@ -122,4 +147,7 @@ def start_flushing() -> None:
 def _flush_forever() -> None:
     while True:
         time.sleep(FLUSH_SECONDS)
-        flush()
+        try:
+            flush()
+        except Exception:  # a bad observation must not stop every later one
+            log.exception("writing the metrics failed")

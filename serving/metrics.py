@@ -13,19 +13,18 @@ preprocess, infer) are timed from outside, so the stages themselves know
 nothing of metrics. It also reads two results as they pass: the size of each
 batch and the digit of each prediction.
 
-Between ``defer_observations()`` and ``write_deferred()`` (the web layer's
-start and end of a request) a thread's observations are kept and written
-together at the end. A metric written right after a stage's numeric work finds
-prometheus_client's code and files cold in the CPU's caches: such a write took
-12.8 µs where the one after it took 3.6 µs (multiprocess mode, this project's
-machine), and a request makes about ten of them.
+Under gunicorn the observations themselves are queued and made by the
+writer thread of ``serving/metric_files.py`` just before it writes the files:
+an observation made right after a stage's numeric work found
+prometheus_client's code cold in the CPU's caches (12.8 µs for one write where
+the next took 3.6 µs, on this project's machine), and a request makes about
+a dozen of them.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -94,29 +93,10 @@ MODEL_LOAD_SECONDS = Histogram(
 _PREDICTED = [PREDICTIONS.labels(digit=str(digit)) for digit in range(NUM_CLASSES)]
 
 
-# Per thread: the observations kept for the end of the request, or None to write at once.
-_deferred = threading.local()
-
-
-def defer_observations() -> None:
-    """Keep this thread's observations from now until ``write_deferred``."""
-    _deferred.pending = []
-
-
-def write_deferred() -> None:
-    """Write the observations kept since ``defer_observations``; write at once from now on."""
-    pending, _deferred.pending = getattr(_deferred, "pending", None), None
-    for write, value in pending or ():
-        write(value)
-
-
 def record(write: Callable[[float], None], value: float) -> None:
-    """``write(value)`` (a child's ``observe`` or ``inc``), now or at the end of the request."""
-    pending = getattr(_deferred, "pending", None)
-    if pending is None:
-        write(value)
-    else:
-        pending.append((write, value))
+    """``write(value)`` (a child's ``observe`` or ``inc``): at once, or in multiprocess mode
+    by the values' writer thread (``metric_files.record``)."""
+    metric_files.record(write, value)
 
 
 def _observe_batch(inputs: Any) -> None:

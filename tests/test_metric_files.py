@@ -59,6 +59,23 @@ def test_a_gauge_file_holds_the_value_at_the_flush(folder):
     assert on_file(folder, "in_flight") == 0
 
 
+def test_observations_wait_for_the_flush(folder):
+    requests = counter("requests")
+    metric_files.record(requests.inc, 2)
+    metric_files.record(requests.inc, 1)
+    assert requests.get() == 0
+    metric_files.flush()
+    assert requests.get() == 3
+    assert on_file(folder, "requests_total") == 3
+
+
+def test_outside_multiprocess_mode_an_observation_is_made_at_once(monkeypatch):
+    monkeypatch.setattr(metric_files, "_file_value_class", None)
+    made: list[float] = []
+    metric_files.record(made.append, 0.25)
+    assert made == [0.25]
+
+
 def test_the_flushing_thread_writes_within_a_moment(folder, monkeypatch):
     monkeypatch.setattr(metric_files, "_flusher", None)
     requests = counter("requests")
@@ -70,9 +87,27 @@ def test_the_flushing_thread_writes_within_a_moment(folder, monkeypatch):
         time.sleep(metric_files.FLUSH_SECONDS / 5)
 
 
+def test_a_failing_observation_does_not_stop_the_writer(folder, monkeypatch):
+    monkeypatch.setattr(metric_files, "_flusher", None)
+    requests = counter("requests")
+    metric_files.start_flushing()
+
+    def broken(_value: float) -> None:
+        raise ValueError("not an observation")
+
+    metric_files.record(broken, 1)
+    time.sleep(metric_files.FLUSH_SECONDS * 2)
+    metric_files.record(requests.inc, 1)
+    deadline = time.monotonic() + 20 * metric_files.FLUSH_SECONDS
+    while on_file(folder, "requests_total") != 1:
+        assert time.monotonic() < deadline, "the writer stopped"
+        time.sleep(metric_files.FLUSH_SECONDS / 5)
+
+
 def test_a_forked_child_counts_from_its_own_empty_file(folder):
     requests = counter("requests")
-    requests.inc(5)  # the parent's, not yet written
+    requests.inc(4)  # the parent's, not yet written
+    metric_files.record(requests.inc, 1)  # the parent's, not yet made
     pid = os.fork()
     if pid == 0:  # the child: its own count only, written to its own file
         requests.inc(1)
@@ -80,6 +115,6 @@ def test_a_forked_child_counts_from_its_own_empty_file(folder):
         os._exit(0 if requests.get() == 1 else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert requests.get() == 5
     metric_files.flush()
+    assert requests.get() == 5
     assert on_file(folder, "requests_total") == 6  # the parent's 5 and the child's 1

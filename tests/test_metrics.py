@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from imaging.errors import NotAnImageError
 from serving.chain import Chain
 from serving.metric_files import FLUSH_SECONDS
-from serving.metrics import TIMED_STAGES, defer_observations, timed_stage, write_deferred
+from serving.metrics import TIMED_STAGES, timed_stage
 
 
 def scrape(text: str) -> dict[tuple[str, frozenset], float]:
@@ -109,22 +109,6 @@ def test_the_stage_wrapper_times_a_stage_that_fails_too():
         Chain(wrap=timed_stage).prepare(b"not an image")
     assert in_process("digits_stage_duration_seconds_count", stage="decode") == decoded + 1
     assert in_process("digits_stage_duration_seconds_count", stage="preprocess") == preprocessed
-
-
-def test_a_requests_observations_are_written_together_at_its_end(heldout_digits):
-    images, _labels = heldout_digits
-    png = encode_image(paper_digit(images[0]))
-    decoded = in_process("digits_stage_duration_seconds_count", stage="decode")
-    defer_observations()
-    try:
-        Chain(wrap=timed_stage).prepare(png)
-        assert in_process("digits_stage_duration_seconds_count", stage="decode") == decoded
-    finally:
-        write_deferred()
-    assert in_process("digits_stage_duration_seconds_count", stage="decode") == decoded + 1
-    # after the request, as in the dynamic batcher's own thread: written at once
-    Chain(wrap=timed_stage).prepare(png)
-    assert in_process("digits_stage_duration_seconds_count", stage="decode") == decoded + 2
 
 
 def test_metrics_answer_loopback_clients_only_by_default(client):

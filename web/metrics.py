@@ -67,8 +67,7 @@ def start_request() -> None:
     noted = vars(g._get_current_object())
     noted["metrics_started"] = time.perf_counter()
     noted["metrics_in_flight"] = True
-    metrics.IN_FLIGHT.inc()
-    metrics.defer_observations()
+    metrics.record(metrics.IN_FLIGHT.inc, 1)
 
 
 def count_request(response: Response) -> Response:
@@ -90,11 +89,9 @@ def count_request(response: Response) -> Response:
 
 
 def end_request(_error: BaseException | None) -> None:
-    """Runs whatever happened: the request's observations are written and the in-flight
-    gauge never drifts."""
-    metrics.write_deferred()
+    """Runs whatever happened, so the in-flight gauge never drifts."""
     if vars(g._get_current_object()).pop("metrics_in_flight", False):
-        metrics.IN_FLIGHT.dec()
+        metrics.record(metrics.IN_FLIGHT.dec, 1)
 
 
 def may_read_metrics() -> bool:
