@@ -31,7 +31,7 @@ from imaging.normalise import INPUT_SHAPE
 from runtime.backend_names import ONNX_FILE_BACKENDS, check_backend_name
 from runtime.devices import DEFAULT_DEVICE, resolve_device
 from runtime.onnx_session import onnx_session, session_runner
-from runtime.threads import available_cores
+from runtime.threads import available_cores, serial_blas
 
 DATA_CREDIT = "MNIST (Yann LeCun, Corinna Cortes, Christopher J.C. Burges), CC BY-SA 3.0"
 NUM_CLASSES = 10  # the digits 0-9; the network's output has one logit each
@@ -164,6 +164,7 @@ class DigitClassifier:
         self.weights = Path(weights)
         self.device = resolve_device(device)
         self.threads = threads or available_cores()
+        serial_blas()  # the network has the threads; numpy's small products need none
         if not self.weights.is_file():
             raise WeightsError(f"weights file {self.weights} does not exist; "
                                "run training to create it")

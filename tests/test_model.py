@@ -4,6 +4,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from threadpoolctl import threadpool_info
 
 import folder_paths
 from imaging.normalise import to_model_input
@@ -69,6 +70,11 @@ def test_predict_is_deterministic(classifier, heldout_digits):
     images, _ = heldout_digits
     batch = np.stack([to_model_input(image) for image in images[:32]])
     assert np.array_equal(classifier.predict(batch), classifier.predict(batch))
+
+
+def test_a_loaded_classifier_leaves_numpys_blas_on_one_thread(classifier):
+    blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+    assert blas and all(pool["num_threads"] == 1 for pool in blas)
 
 
 def test_predict_refuses_a_wrongly_shaped_batch(classifier):
