@@ -120,7 +120,11 @@ def benchmark_system(system: servers.System, uploads: list[Upload], args: argpar
         print(f"[{system.name}] ready in {summary['startup_s']} s on port {server.port}; "
               + "; ".join(f"{kind}: {text[:60]}" for kind, text in summary["answers"].items()),
               flush=True)
-        load.warm_up(server.predict_url, uploads[-1], min(2.0, args.seconds))
+        # Every image at the highest concurrency first: the memory a server takes to answer
+        # them all at once is then in place, and "RSS growth" is what the run adds to it.
+        for upload in uploads:
+            load.warm_up(server.predict_url, upload, min(2.0, args.seconds),
+                         max(args.concurrency))
         summary["memory_start"] = servers.memory(server)
         for upload in uploads:
             for concurrency in args.concurrency:
