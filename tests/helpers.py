@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import urllib3
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.datastructures import FileStorage
 from werkzeug.serving import make_server
 from werkzeug.test import encode_multipart
@@ -145,3 +146,53 @@ def running_gunicorn(env: Mapping[str, str | None], cwd: Path | None = None,
     """``gunicorn_server``'s URL alone."""
     with gunicorn_server(env, cwd, http) as (url, _process):
         yield url
+
+
+def wait_for_workers(url: str, count: int, seconds: float = 60.0) -> None:
+    """Until ``count`` workers have loaded their model (a server answers once one has).
+
+    Its connections are closed when it returns: none is left open in a worker.
+    """
+    deadline = time.monotonic() + seconds
+    with urllib3.PoolManager() as http:
+        while time.monotonic() < deadline:
+            text = http.request("GET", f"{url}/metrics", retries=False, timeout=30).data.decode()
+            loaded = sum(sample.value for family in text_string_to_metric_families(text)
+                         for sample in family.samples
+                         if sample.name == "digits_model_loads_total"
+                         and sample.labels == {"kind": "load", "outcome": "ok"})
+            if loaded >= count:
+                return
+            time.sleep(0.2)
+    raise AssertionError(f"{count} workers did not load their model in {seconds:g} s")
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (a gunicorn master's workers)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def process_holding(connection: http.client.HTTPConnection, pids: list[int]) -> int | None:
+    """Which of ``pids`` holds the server's end of a connection to 127.0.0.1 (from /proc)."""
+    client_port = connection.sock.getsockname()[1]
+    sockets = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[2].split(":")[1], 16) == client_port:  # its remote end is the client
+            sockets.add(f"socket:[{fields[9]}]")
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                if os.readlink(fd) in sockets:
+                    return pid
+            except OSError:
+                continue
+    return None

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from web.buffering_worker import MAX_HEAD_BYTES, chunked_body_end, request_end
+from web.buffering_worker import (
+    ACCEPT_DEFER_MAX,
+    MAX_HEAD_BYTES,
+    accept_deferral,
+    chunked_body_end,
+    request_end,
+)
 
 LIMIT = 1000
 
@@ -50,3 +56,9 @@ def test_a_chunked_request_ends_after_its_last_chunk():
     head = b"POST /predict HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
     assert request_end(head + b"3\r\nabc\r\n", LIMIT) is None
     assert request_end(head + b"3\r\nabc\r\n0\r\n\r\n", LIMIT) == len(head) + 13
+
+
+def test_only_a_worker_holding_connections_leaves_new_ones_to_the_others():
+    assert accept_deferral(0) == 0
+    assert 0 < accept_deferral(1) < accept_deferral(2)
+    assert accept_deferral(1000) == ACCEPT_DEFER_MAX

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import time
+from collections import Counter
+from urllib.parse import urlsplit
 
 import pytest
 import urllib3
-from helpers import encode_image, paper_digit, post_file_over_http, running_gunicorn
+from helpers import (
+    children_of,
+    encode_image,
+    gunicorn_server,
+    paper_digit,
+    post_file_over_http,
+    process_holding,
+    running_gunicorn,
+    wait_for_workers,
+)
 
 pytestmark = pytest.mark.slow  # a real gunicorn server
 
@@ -54,3 +67,29 @@ def test_gunicorn_survives_hostile_uploads(server, heldout_digits):
         assert post_file(server, data).status == 400
     images, labels = heldout_digits
     assert post_file(server, encode_image(paper_digit(images[5]))).json()["prediction"] == labels[5]
+
+
+def test_new_connections_go_to_the_worker_holding_fewer(tmp_path):
+    """Each worker is woken for a new connection; one already holding connections leaves it
+    to the other for a moment, so kept-alive connections opened at once are shared out rather
+    than all taken by whichever worker woke first."""
+    env = {"DIGITS_DEVICE": "cpu", "DIGITS_WORKERS": "2",
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    with urllib3.PoolManager() as pool, gunicorn_server(env, http=pool) as (url, master):
+        pool.clear()  # no connection of the start-up check stays open in a worker
+        wait_for_workers(url, 2)
+        time.sleep(0.2)  # for the workers to see those connections closed
+        workers = children_of(master.pid)
+        address = urlsplit(url)
+        connections = [http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+                       for _ in range(8)]
+        for connection in connections:  # all at once, as a load generator or a proxy does
+            connection.connect()
+        for connection in connections:
+            connection.request("GET", "/healthz")
+            assert connection.getresponse().read()
+        holders = Counter(process_holding(connection, workers) for connection in connections)
+        for connection in connections:
+            connection.close()
+    # 4 and 4, or 5 and 3 where a worker still counts a connection of the start-up checks
+    assert len(holders) == 2 and min(holders.values()) >= 3 and None not in holders, holders

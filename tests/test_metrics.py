@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import urllib3
-from helpers import encode_image, paper_digit, running_gunicorn, upload
+from helpers import encode_image, paper_digit, running_gunicorn, upload, wait_for_workers
 from prometheus_client import REGISTRY
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
@@ -178,7 +178,7 @@ def test_counts_add_up_across_gunicorn_workers(tmp_path, heldout_digits):
 
     with running_gunicorn(env) as url:
         assert not (folder / "counter_1.db").exists()  # emptied at start
-        wait_for_both_workers(url)
+        wait_for_workers(url, 2)
         # Several at once, so that both workers answer some.
         with ThreadPoolExecutor(max_workers=4) as pool:
             assert list(pool.map(post, range(sent))) == [200] * sent
@@ -201,17 +201,6 @@ def test_counts_add_up_across_gunicorn_workers(tmp_path, heldout_digits):
         == sent
     assert value(samples, "digits_model_loads_total", kind="load", outcome="ok") == 2
     assert len(per_worker) == 2 and min(per_worker) > 0 and sum(per_worker) == sent
-
-
-def wait_for_both_workers(url: str, seconds: float = 60.0) -> None:
-    """Until both workers have loaded their model: the server answers once one has."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        samples = scrape(urllib3.request("GET", f"{url}/metrics", retries=False,
-                                         timeout=30).data.decode())
-        if value(samples, "digits_model_loads_total", kind="load", outcome="ok") >= 2:
-            return
-        time.sleep(0.2)
 
 
 def predict_count(families) -> float:

@@ -35,10 +35,22 @@ HEARTBEAT_SECONDS = 1.0
 # Request lines and headers together beyond this are handed on unread; gunicorn's
 # own limits (limit_request_line, limit_request_fields) then refuse them.
 MAX_HEAD_BYTES = 64 * 1024
+# Every worker is woken for each new connection, and the first to call accept gets it. A
+# worker that already holds connections first leaves the listener alone for this long per
+# connection it holds (at most ACCEPT_DEFER_MAX), so that one holding fewer takes it: without
+# it the worker that woke first often took every connection of a client that opened a few at
+# once (wrk's 2 or 8, a proxy's kept-alive pool), and the other workers' cores stayed idle.
+ACCEPT_DEFER_PER_CONNECTION = 0.001
+ACCEPT_DEFER_MAX = 0.005
 
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([0-9]+)[ \t]*(?=\r\n)", re.I)
 _CHUNKED = re.compile(rb"\r\ntransfer-encoding[ \t]*:[^\r\n]*chunked", re.I)
 _EXPECT_CONTINUE = re.compile(rb"\r\nexpect[ \t]*:[ \t]*100-continue[ \t]*(?=\r\n)", re.I)
+
+
+def accept_deferral(held: int) -> float:
+    """How long a worker holding ``held`` connections leaves a new one to the others."""
+    return min(ACCEPT_DEFER_MAX, ACCEPT_DEFER_PER_CONNECTION * held)
 
 
 def chunked_body_end(buffer: bytes | bytearray, start: int) -> int | None:
@@ -106,6 +118,8 @@ class BufferingThreadWorker(ThreadWorker):
     def init_process(self) -> None:
         self.reading: dict[TConn, PartRequest] = {}
         self.last_beat = 0.0
+        self.accept_resumes = 0.0  # while deferring to other workers: when to accept again
+        self.accept_now = False  # the poll after a deferral: accept what is still waiting
         super().init_process()
 
     def notify(self) -> None:
@@ -120,8 +134,35 @@ class BufferingThreadWorker(ThreadWorker):
         self.idle_limit = float(self.wsgi.config["BODY_TIMEOUT"])
         self.max_body = int(self.wsgi.config["MAX_CONTENT_LENGTH"])
 
+    def set_accept_enabled(self, enabled: bool) -> None:
+        """gunicorn's loop enables accepting whenever there is room; not while deferring."""
+        if enabled and time.monotonic() < self.accept_resumes:
+            return
+        if enabled and self.accept_resumes:
+            self.accept_resumes = 0.0
+            self.accept_now = True
+        super().set_accept_enabled(enabled)
+
+    def wait_for_and_dispatch_events(self, timeout: float) -> None:
+        if self.accept_now:  # one look at what is waiting now, without blocking
+            timeout = 0.0
+        elif self.accept_resumes:  # wake when the deferral ends, not a second later
+            timeout = max(0.0, min(timeout, self.accept_resumes - time.monotonic()))
+        super().wait_for_and_dispatch_events(timeout)
+        self.accept_now = False
+
+    def defers_accepting(self) -> bool:
+        """Whether to leave a new connection to less busy workers for a moment first."""
+        if self.nr_conns == 0 or self.accept_now:
+            return False
+        self.accept_resumes = time.monotonic() + accept_deferral(self.nr_conns)
+        super().set_accept_enabled(False)
+        return True
+
     def accept(self, listener) -> None:
         """A new connection waits in the event loop for its request, holding no thread."""
+        if self.defers_accepting():
+            return
         if self.cfg.is_ssl:
             super().accept(listener)
             return
