@@ -23,8 +23,8 @@ observation reaches its file at most ``FLUSH_SECONDS`` after it was recorded;
 ``/metrics`` flushes its own worker before reading the files, and a worker
 leaving flushes its last ones (gunicorn.conf.py's ``worker_exit``). A worker
 killed outright loses at most the last ``FLUSH_SECONDS`` of its counts.
-Outside multiprocess mode nothing changes: values are the library's own and
-``record`` makes each observation at once.
+Outside multiprocess mode nothing changes: values are the library's own, no
+thread runs, and ``record`` makes each observation at once.
 """
 
 from __future__ import annotations
@@ -104,8 +104,9 @@ def install() -> None:
 
 
 def record(write: Callable[[float], None], value: float) -> None:
-    """``write(value)``: at once, or with buffered values by the next ``flush``."""
-    if _file_value_class is None:
+    """``write(value)``: by the writer thread's next ``flush`` while it runs, else at once
+    (so nothing waits in the queue for a thread that is not there)."""
+    if _flusher is None:
         write(value)
     else:
         _queued.append((write, value))

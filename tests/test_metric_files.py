@@ -4,6 +4,7 @@ multiprocess files by a flush."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -59,7 +60,8 @@ def test_a_gauge_file_holds_the_value_at_the_flush(folder):
     assert on_file(folder, "in_flight") == 0
 
 
-def test_observations_wait_for_the_flush(folder):
+def test_observations_wait_for_the_flush(folder, monkeypatch):
+    monkeypatch.setattr(metric_files, "_flusher", threading.current_thread())  # as if running
     requests = counter("requests")
     metric_files.record(requests.inc, 2)
     metric_files.record(requests.inc, 1)
@@ -69,8 +71,8 @@ def test_observations_wait_for_the_flush(folder):
     assert on_file(folder, "requests_total") == 3
 
 
-def test_outside_multiprocess_mode_an_observation_is_made_at_once(monkeypatch):
-    monkeypatch.setattr(metric_files, "_file_value_class", None)
+def test_without_the_writer_thread_an_observation_is_made_at_once(monkeypatch):
+    monkeypatch.setattr(metric_files, "_flusher", None)
     made: list[float] = []
     metric_files.record(made.append, 0.25)
     assert made == [0.25]
@@ -107,7 +109,7 @@ def test_a_failing_observation_does_not_stop_the_writer(folder, monkeypatch):
 def test_a_forked_child_counts_from_its_own_empty_file(folder):
     requests = counter("requests")
     requests.inc(4)  # the parent's, not yet written
-    metric_files.record(requests.inc, 1)  # the parent's, not yet made
+    metric_files._queued.append((requests.inc, 1))  # the parent's, not yet made
     pid = os.fork()
     if pid == 0:  # the child: its own count only, written to its own file
         requests.inc(1)
