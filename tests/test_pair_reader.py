@@ -1,0 +1,125 @@
+"""The pair reader: its files checked against its card, and two touching digits read whole."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from synthetic_numbers import INK_LEVEL, digit_coverage, touching_shift
+
+import folder_paths
+from imaging.normalise import prepare_ink
+from imaging.pairs import PAIR_SHAPE, pair_input, pair_picture
+from imaging.segment import Candidate, Pair, Segmentation, Shape, choose
+from model import WeightsError, card_path, onnx_path
+from runtime.files import file_sha256
+from runtime.pair_reader import PAIR_WEIGHTS, PairReader
+from serving.chain import prediction_from, read
+from serving.pair_digits import PairDigits
+
+HELDOUT_ALL = "fixtures/heldout_all.npz"
+WEIGHTS = folder_paths.get_full_path("weights", PAIR_WEIGHTS)
+
+
+@pytest.fixture(scope="module")
+def heldout_all():
+    with np.load(folder_paths.get_full_path("tests", HELDOUT_ALL)) as data:
+        return data["images"], data["labels"].astype(int)
+
+
+@pytest.fixture(scope="module")
+def reader():
+    return PairReader(WEIGHTS)
+
+
+def touching_pair(first: np.ndarray, second: np.ndarray, height: int = 50) -> np.ndarray:
+    """Two held-out digits side by side, their strokes just touching, as an ink map."""
+    left, right = digit_coverage(first, height), digit_coverage(second, height)
+    step = touching_shift(left, right, 0, 0)
+    width = max(left.shape[1], left.shape[1] + step + right.shape[1])
+    line = np.zeros((height, width + max(0, -step)), dtype=np.float32)
+    line[:, : left.shape[1]] = left
+    start = left.shape[1] + step
+    np.maximum(line[:, start : start + right.shape[1]], right,
+               out=line[:, start : start + right.shape[1]])
+    return np.where(line >= INK_LEVEL, line, 0) * 255
+
+
+def test_the_card_records_both_files(reader):
+    card = json.loads(card_path(WEIGHTS).read_text())
+    assert card["sha256"] == file_sha256(WEIGHTS)
+    assert card["onnx_sha256"] == file_sha256(onnx_path(WEIGHTS))
+    assert reader.card.onnx_sha256 == card["onnx_sha256"]
+
+
+def test_a_changed_onnx_file_is_refused(tmp_path):
+    for path in (WEIGHTS, onnx_path(WEIGHTS), card_path(WEIGHTS)):
+        shutil.copy(path, tmp_path / path.name)
+    changed = tmp_path / onnx_path(WEIGHTS).name
+    changed.write_bytes(changed.read_bytes() + b"\0")
+    with pytest.raises(WeightsError, match="sha256"):
+        PairReader(tmp_path / WEIGHTS.name)
+
+
+def test_a_missing_reader_leaves_numbers_to_cutting(tmp_path, caplog):
+    assert PairDigits("no-such-reader.pt").read([np.zeros(PAIR_SHAPE, np.float32)]) is None
+    assert "without the pair reader" in caplog.text
+
+
+def test_the_input_is_the_pair_fitted_and_centred(heldout_all):
+    images, _ = heldout_all
+    ink = touching_pair(images[0], images[500])
+    picture = pair_picture(ink)
+    rows, cols = np.flatnonzero(picture.any(axis=1)), np.flatnonzero(picture.any(axis=0))
+    assert picture.shape == PAIR_SHAPE[1:]
+    assert rows[-1] - rows[0] + 1 <= 21 and cols[-1] - cols[0] + 1 <= 49
+    assert abs((rows[0] + rows[-1]) / 2 - 13.5) <= 1 and abs((cols[0] + cols[-1]) / 2 - 27.5) <= 1
+    assert pair_input(ink).shape == PAIR_SHAPE
+
+
+def test_touching_held_out_pairs_are_read(reader, heldout_all):
+    # Digits the reader never saw, in pairs composed otherwise than its training pairs.
+    images, labels = heldout_all
+    rng = np.random.default_rng(5)
+    chosen = rng.choice(len(images), size=(60, 2))
+    inputs = np.stack([pair_input(touching_pair(images[a], images[b])) for a, b in chosen])
+    left, right = reader.run(inputs)
+    both = (left.argmax(1) == labels[chosen[:, 0]]) & (right.argmax(1) == labels[chosen[:, 1]])
+    assert both.mean() >= 0.85
+
+
+def test_single_digits_are_mostly_no_pair(reader, heldout_all):
+    images, _ = heldout_all
+    inputs = np.stack([pair_input(digit_coverage(images[i], 50) * 255)
+                       for i in range(3, 1000, 25)])
+    left, right = reader.run(inputs)
+    assert ((left.argmax(1) == 10) & (right.argmax(1) == 10)).mean() >= 0.8
+
+
+def two_slices_and_a_pair() -> Segmentation:
+    """A group cut into two slices: each slice, the whole and the pair as candidates."""
+    prepared = prepare_ink(np.full((8, 6), 255.0, dtype=np.float32))
+    candidates = [Candidate(prepared, (0, 0, 5, 10), 0, 1, Shape(0.5, 1.0)),
+                  Candidate(prepared, (5, 0, 10, 10), 1, 2, Shape(0.5, 1.0)),
+                  Candidate(prepared, (0, 0, 10, 10), 0, 2, Shape(1.0, 1.0))]
+    ink = np.full((10, 10), 255.0, dtype=np.float32)
+    return Segmentation(candidates, 2, pairs=(Pair(pair_input(ink), ink, (0, 0, 10, 10), 0, 2),))
+
+
+def test_a_pair_read_surely_beats_slices_read_doubtfully():
+    segmentation = two_slices_and_a_pair()
+    assert choose(segmentation, [0.6, 0.6, 0.3], pair_confidences=[(0.99, 0.98)]) == [3]
+    assert choose(segmentation, [0.6, 0.6, 0.3], pair_confidences=[(0.3, 0.2)]) == [0, 1]
+    assert choose(segmentation, [0.6, 0.6, 0.3]) == [0, 1]
+
+
+def test_a_chosen_pair_is_two_digits_with_boxes_side_by_side():
+    segmentation = two_slices_and_a_pair()
+    row = np.zeros(10)
+    left, right = row.copy(), row.copy()
+    left[3], right[8] = 0.99, 0.97
+    pair = tuple(prediction_from(r) for r in (left, right))
+    reading = read(segmentation, [prediction_from(np.eye(10)[1] * 0.5)] * 3, [pair])
+    assert reading.number == "38"
+    (l0, t0, r0, b0), (l1, t1, r1, b1) = (d.box for d in reading.digits)
+    assert (l0, t0, b0) == (0, 0, 10) and r0 == l1 and (r1, t1, b1) == (10, 0, 10)
