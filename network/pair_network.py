@@ -25,7 +25,7 @@ class PairNet(nn.Module):
 
     input_shape = PAIR_SHAPE
 
-    def __init__(self, widths: tuple[int, int, int, int] = (16, 32, 48, 64),
+    def __init__(self, widths: tuple[int, int, int, int] = (8, 16, 32, 32),
                  hidden: int = 128, dropout: float = 0.2) -> None:
         super().__init__()
         w1, w2, w3, w4 = widths

@@ -11,8 +11,12 @@ no pair. Its pairs are composed here from training digits only (the subset's
 held-out tenth, which the tests and benchmarks write their numbers with, is
 never seen; it validates): two digits of slightly different heights on a
 wobbly baseline pushed together until their strokes overlap, the pair slanted;
-and, a fifth of them, one digit alone, perhaps stretched, labelled no pair on
-both heads. Reproducible: fixed seeds, deterministic kernels.
+and, labelled no pair on both heads, one digit alone (a fifth of them), perhaps
+stretched, and drawings that are no digits at all (a tenth: the letters,
+shapes, scribbles, textures, objects and noise ``training.nondigits`` draws to
+fit the non-digit head, perhaps stretched), so that ink the network doubts is a
+digit is not read as two of them instead. Reproducible: fixed seeds,
+deterministic kernels.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from training.data import (
     load_torchvision_mnist,
     split_subset,
 )
+from training.nondigits import LETTERS, FontsMissing, drawn, fonts_for, letter
 from training.train import seed_everything
 
 HEIGHT = 40  # pairs are composed at this digit height, in pixels
@@ -52,7 +57,9 @@ HEIGHT_RANGE = (0.9, 1.05)  # each digit's height, as a share of HEIGHT ...
 WOBBLE = 0.05  # ... how far it rides off the baseline ...
 OVERLAP = (0, 0.08)  # ... how far past first touch the right digit is pushed ...
 SLANT_DEGREES = 10.0  # ... and the pair's slant, either way
-SINGLE_SHARE = 0.2  # this share of the examples are one digit: no pair
+SINGLE_SHARE = 0.2  # this share of the examples are one digit: no pair ...
+DRAWING_SHARE = 0.1  # ... and this share drawings of no digit (training.nondigits)
+DRAWING_KINDS = ("letters", "shapes", "scribbles", "textures", "objects", "noise")
 STRETCH = (1.0, 1.6)  # a single digit is widened by up to this much
 INK_FLOOR = 0.1  # coverage below this is paper, as the service's ink maps leave it
 
@@ -115,6 +122,21 @@ def compose_single(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return inked(slanted(np.pad(piece, 2), rng))
 
 
+def compose_drawing(rng: np.random.Generator, fonts: list) -> np.ndarray:
+    """A drawing of no digit (letters only where ``fonts`` has some), perhaps widened: an
+    ink map (0..255)."""
+    kinds = DRAWING_KINDS if fonts else DRAWING_KINDS[1:]
+    kind = kinds[int(rng.integers(len(kinds)))]
+    coverage = (letter(rng, fonts, LETTERS) if kind == "letters"
+                else drawn(kind, "fit", rng))
+    if not coverage.any():
+        coverage = np.pad(np.ones((8, 8), dtype=np.float32), 4)
+    height, width = coverage.shape
+    stretched = Image.fromarray(coverage.astype(np.float32), mode="F").resize(
+        (max(1, round(width * rng.uniform(*STRETCH))), height), Image.Resampling.BILINEAR)
+    return inked(np.asarray(stretched, dtype=np.float32))
+
+
 def inked(coverage: np.ndarray) -> np.ndarray:
     """Coverage as an ink map: faint coverage is paper, the rest 0..255."""
     return np.where(coverage >= INK_FLOOR, coverage, 0.0).astype(np.float32) * 255.0
@@ -123,12 +145,20 @@ def inked(coverage: np.ndarray) -> np.ndarray:
 def composed(images: np.ndarray, labels: np.ndarray, count: int,
              seed: int) -> tuple[np.ndarray, np.ndarray]:
     """``count`` pair inputs and their (left, right) labels, ``SINGLE_SHARE`` of them single
-    digits labelled ``NOT_A_PAIR`` on both heads."""
+    digits and ``DRAWING_SHARE`` drawings, labelled ``NOT_A_PAIR`` on both heads."""
     rng = np.random.default_rng(seed)
+    try:
+        fonts = fonts_for("fit")
+    except FontsMissing:
+        fonts = []
     inputs = np.empty((count, *PairNet.input_shape), dtype=np.float32)
     targets = np.empty((count, 2), dtype=np.int64)
     for index in range(count):
-        if rng.random() < SINGLE_SHARE:
+        draw = rng.random()
+        if draw < DRAWING_SHARE:
+            inputs[index] = pair_input(compose_drawing(rng, fonts))
+            targets[index] = NOT_A_PAIR
+        elif draw < DRAWING_SHARE + SINGLE_SHARE:
             chosen = int(rng.integers(len(images)))
             inputs[index] = pair_input(compose_single(images[chosen], rng))
             targets[index] = NOT_A_PAIR
