@@ -34,7 +34,9 @@ as a single digit always was. Only when the network doubts that reading (the
 head calls it no digit, or its confidence is low) and the ink is wide enough
 to hold two digits is it cut after all (``cut_lone``), the way a line is, and
 read again: a two-digit number written in one stroke, at no cost to the
-single digits the network reads without doubt.
+single digits the network reads without doubt. Ink in one piece as wide as two
+digits is also read by the pair reader, and read as two digits when it is sure
+of both.
 """
 
 from __future__ import annotations
@@ -126,10 +128,19 @@ PAIR_WIDTH = 0.6
 # pieces must be: the network's reading stays otherwise. Chosen on generated numbers
 # (not those the tests and the benchmark read): of 100 with a touching pair, 75 were
 # read right without the pair reader and 93 with it (0.5 to 1.0 wide, cost -0.5 to 0.0:
-# 92 to 93); of the generated drawings (60 of each kind) none more is read as a number.
+# 92 to 93; ink in one piece 0.9 to 1.2 as wide: 93, never offered: 91, sure at 0.98:
+# 90); of the generated drawings (60 of each kind) none more is read as a number. Ink
+# in one piece 1.2 as wide as high is rare for one digit (91 of 900 single-digit
+# uploads of every kind, 233 at 0.9), and only those pay for a run of the reader.
 PAIR_COST = 0.0
-LONE_PAIR_WIDTH = 0.9
+LONE_PAIR_WIDTH = 1.2
 LONE_PAIR_CONFIDENCE = 0.9
+# Ink in one piece that the network read without doubt is read by the pair reader only
+# when the non-digit head's margin on it is above this: two touching digits, which the
+# head was trained to refuse, come close to its threshold (the lowest of 12 generated
+# two-digit numbers in one piece at 1.2 as wide: -0.18), single digits seldom (8 of 91
+# single-digit uploads that wide above -2.5).
+LONE_PAIR_MARGIN = -2.0
 
 
 @dataclass(frozen=True)
@@ -467,6 +478,16 @@ def lone_digit(ink_map: InkMap) -> Segmentation:
         box = ink_map.box_in_upload((left, top, right, bottom))
         pairs = (Pair(pair_input(ink), ink, box, 0, 1),)
     return Segmentation(read_whole.candidates, 1, uncut=ink_map, pairs=pairs)
+
+
+def pairs_to_read(segmentation: Segmentation, whole_margin: float | None) -> bool:
+    """Whether its pairs are worth a run of the pair reader: always, but for ink in one
+    piece the network read without doubt only where the non-digit head's margin on it
+    (``whole_margin``) is above ``LONE_PAIR_MARGIN``."""
+    if not segmentation.pairs:
+        return False
+    return segmentation.uncut is None or (whole_margin is not None
+                                          and whole_margin > LONE_PAIR_MARGIN)
 
 
 def cut_lone(segmentation: Segmentation) -> Segmentation:

@@ -36,7 +36,14 @@ from imaging.decode import DEFAULT_LIMITS, DEFAULT_MAX_PIXELS, DecodeLimits, dec
 from imaging.errors import PreprocessError
 from imaging.ink import locate_ink
 from imaging.normalise import PreparedDigit
-from imaging.segment import Segmentation, choose, cut_lone, segment, single_digit
+from imaging.segment import (
+    Segmentation,
+    choose,
+    cut_lone,
+    pairs_to_read,
+    segment,
+    single_digit,
+)
 from model import DigitClassifier, NetworkOutputs
 from serving.batching import DynamicBatcher
 from serving.explain import heatmap_image, occlusion_map
@@ -314,25 +321,31 @@ class Chain:
                 end = start + len(segmentation.candidates) - 1
                 answers[index] = (segmentation, [answers[index][1][0], *pieces[start:end]])
                 start = end
-        pairs = self.read_pairs(classifier, [segmentation for segmentation, _ in answers])
+        pairs = self.read_pairs(classifier, answers)
         return [self.read(segmentation, found, paired)
                 for (segmentation, found), paired in zip(answers, pairs, strict=True)]
 
-    def read_pairs(self, classifier: DigitClassifier, segmentations: Sequence[Segmentation]
+    def read_pairs(self, classifier: DigitClassifier,
+                   answers: Sequence[tuple[Segmentation, Sequence[Prediction]]]
                    ) -> list[list[tuple[Prediction, Prediction]] | None]:
-        """The pair reader's two digits for every pair of every upload, as one batch (None
-        for an upload with no pair, or where there is no pair reader)."""
-        inputs = [pair.model_input for s in segmentations for pair in s.pairs]
+        """The pair reader's two digits for every pair of every upload worth reading
+        (``pairs_to_read``, given the network's answers), as one batch; None for an
+        upload with none, or where there is no pair reader."""
+        wanted = [pairs_to_read(segmentation, found[0].non_digit)
+                  for segmentation, found in answers]
+        inputs = [pair.model_input for (segmentation, _), read in zip(answers, wanted,
+                                                                       strict=True)
+                  if read for pair in segmentation.pairs]
         probabilities = self.pair_digits.read(inputs) if inputs else None
         if probabilities is None:
-            return [None] * len(segmentations)
-        read = pair_predictions(classifier, probabilities)
-        answers, start = [], 0
-        for segmentation in segmentations:
-            end = start + len(segmentation.pairs)
-            answers.append(read[start:end] if segmentation.pairs else None)
+            return [None] * len(answers)
+        read_pairs = pair_predictions(classifier, probabilities)
+        found_pairs, start = [], 0
+        for (segmentation, _), read in zip(answers, wanted, strict=True):
+            end = start + len(segmentation.pairs) if read else start
+            found_pairs.append(read_pairs[start:end] if read else None)
             start = end
-        return answers
+        return found_pairs
 
     def run(self, classifier: DigitClassifier, uploads: Sequence[bytes],
             include_input: bool = False, explained: bool = False) -> list[Outcome]:
