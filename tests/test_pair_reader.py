@@ -17,6 +17,7 @@ from runtime.files import file_sha256
 from runtime.pair_reader import PAIR_WEIGHTS, PairReader
 from serving.chain import Chain, prediction_from, read
 from serving.pair_digits import PairDigits
+from training import pairs
 from training.nondigits import nondigit_pictures
 
 HELDOUT_ALL = "fixtures/heldout_all.npz"
@@ -161,3 +162,18 @@ def test_drawings_are_not_made_numbers_by_the_reader(onnx_classifier, kind):
     cut = Chain(pair_digits=PairDigits(enabled=False)).run(onnx_classifier, uploads)
     numbers = sum(len(b["number"]) > 1 for b in paired)
     assert numbers <= sum(len(b["number"]) > 1 for b in cut) + DRAWINGS_SLACK
+
+
+@pytest.mark.slow  # training runs
+def test_training_writes_a_reader_the_service_loads_the_same_every_time(monkeypatch, tmp_path):
+    fixture = folder_paths.get_full_path("tests", "fixtures/heldout_digits.npz")
+    monkeypatch.setenv(folder_paths.BASE_PATH_ENV, str(tmp_path))
+    for name in ("a.pt", "b.pt"):
+        pairs.main(["--data", str(fixture), "--pairs", "96", "--validation-pairs", "16",
+                    "--epochs", "1", "--out", name])
+    first, second = (folder_paths.get_full_path("weights", n) for n in ("a.pt", "b.pt"))
+    assert file_sha256(first) == file_sha256(second)
+    card = json.loads(card_path(first).read_text())
+    assert card["training_examples"] == 96 and card["architecture"] == "pair-conv"
+    left, right = PairReader(first).run(np.zeros((2, *PAIR_SHAPE), dtype=np.float32))
+    assert left.shape == right.shape == (2, 11)
