@@ -706,8 +706,9 @@ def choose(segmentation: Segmentation, confidences: Sequence[float],
 def sure_piece(index: int, segmentation: Segmentation, confidences: Sequence[float],
                non_digit: Sequence[float | None] | None, doubted: Sequence[bool] | None,
                pair_confidences: Sequence[tuple[float, float]] | None) -> bool:
-    """Whether the network (or the pair reader) is sure enough of a piece of ink cut by
-    ``cut_lone`` to read it in pieces (``LONE_PIECE_CONFIDENCE``, ``LONE_PIECE_MARGIN``)."""
+    """Whether the network is sure enough of a piece of ink in one piece to read it in
+    pieces (``LONE_PIECE_CONFIDENCE``, ``LONE_PIECE_MARGIN``), or the pair reader of
+    both digits of a pair (``LONE_PAIR_CONFIDENCE``)."""
     count = len(segmentation.candidates)
     if index >= count:
         assert pair_confidences is not None

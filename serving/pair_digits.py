@@ -30,6 +30,14 @@ class PairDigits:
         self.reader: PairReader | None = None
         self.lock = threading.Lock()
 
+    def __getstate__(self) -> dict:
+        """What a copy in another process needs (a DataLoader worker's chain): the file
+        and whether it is read, not the session or the lock; the copy loads its own."""
+        return {"weights": self.weights, "enabled": self.enabled}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["weights"], state["enabled"])
+
     def get(self) -> PairReader | None:
         """The loaded reader, or None where it is disabled or cannot be loaded."""
         if not self.enabled:
