@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 5000
 
-.PHONY: run serve test test-fast lint train calibrate evaluate predict clean
+.PHONY: run serve test test-fast lint train train-pairs calibrate evaluate predict clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ lint: $(VENV)/.installed-dev
 # ARGS passes options on, e.g. make train ARGS="--epochs 5 --out quick.pt"
 train: $(VENV)/.installed
 	$(BIN)/python -m training.train $(ARGS)
+
+# The pair reader, which reads two touching digits of a number at once (a few minutes).
+train-pairs: $(VENV)/.installed
+	$(BIN)/python -m training.pairs $(ARGS)
 
 # The temperature and the non-digit head of the weights in weights/ (training runs it too).
 calibrate: $(VENV)/.installed

@@ -7,6 +7,7 @@ the ways the ink could be cut.
         group_by_overlap      pieces above one another are one digit (a 5's flag, a 7's bar)
         line_height           how tall the digits of the line are
         slices_of             where a wide group may hold two touching digits
+        pairs_of              wide groups the pair reader may read as two digits
     choose(segmentation, confidences, non_digit)   the candidates that read best, left to
                                                     right
 
@@ -21,20 +22,28 @@ against the line's, the strokes its cuts go through, and how much the
 network's non-digit head takes it for no digit at all: two touching digits
 read as one are what that head was trained to refuse).
 
+A group wider than a digit may also be two digits that meet along a stroke,
+where no cut parts them: the pair reader (a second, small network,
+``imaging.pairs`` prepares its input) reads such a group whole as two digits,
+and ``choose`` weighs that reading against the network's readings of its
+slices (``Pair``, ``pairs_of``).
+
 Ink with only one group the size of a digit (one digit, perhaps with a
 detached flag or bar) has one candidate: the whole ink map, prepared exactly
 as a single digit always was. Only when the network doubts that reading (the
 head calls it no digit, or its confidence is low) and the ink is wide enough
 to hold two digits is it cut after all (``cut_lone``), the way a line is, and
 read again: a two-digit number written in one stroke, at no cost to the
-single digits the network reads without doubt.
+single digits the network reads without doubt. Ink in one piece as wide as two
+digits is also read by the pair reader, and read as two digits when it is sure
+of both.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -42,6 +51,7 @@ from imaging.errors import NoDigitError
 from imaging.ink import InkMap
 from imaging.normalise import PreparedDigit, crop_to_ink, even_out_strokes, ink_bounds, prepare_ink
 from imaging.opencv import cv2
+from imaging.pairs import pair_input
 
 # The line's height is measured on the groups at least this share of the tallest.
 LINE_SHARE = 0.7
@@ -109,6 +119,28 @@ LONE_DIGIT_COST = 0.5
 # read in pieces (50 with 0.9 and 1.0).
 LONE_PIECE_CONFIDENCE = 0.98
 LONE_PIECE_MARGIN = 2.0
+# A group cut into slices and at least this wide (share of the line's height) is also
+# offered whole to the pair reader, read as two touching digits ...
+PAIR_WIDTH = 0.6
+# ... scoring the logs of its confidence in both digits less this. Ink in one piece at
+# least ``LONE_PAIR_WIDTH`` as wide as high is offered to it whole as well, and read as
+# two digits only when it is this sure of both (``LONE_PAIR_CONFIDENCE``), as ``cut_lone``'s
+# pieces must be: the network's reading stays otherwise. Chosen on generated numbers
+# (not those the tests and the benchmark read): of 100 with a touching pair, 75 were
+# read right without the pair reader and 93 with it (0.5 to 1.0 wide, cost -0.5 to 0.0:
+# 92 to 93; ink in one piece 0.9 to 1.2 as wide: 93, never offered: 91, sure at 0.98:
+# 90); of the generated drawings (60 of each kind) none more is read as a number. Ink
+# in one piece 1.2 as wide as high is rare for one digit (91 of 900 single-digit
+# uploads of every kind, 233 at 0.9), and only those pay for a run of the reader.
+PAIR_COST = 0.0
+LONE_PAIR_WIDTH = 1.2
+LONE_PAIR_CONFIDENCE = 0.9
+# Ink in one piece that the network read without doubt is read by the pair reader only
+# when the non-digit head's margin on it is above this: two touching digits, which the
+# head was trained to refuse, come close to its threshold (the lowest of 12 generated
+# two-digit numbers in one piece at 1.2 as wide: -0.18), single digits seldom (8 of 91
+# single-digit uploads that wide above -2.5).
+LONE_PAIR_MARGIN = -2.0
 
 
 @dataclass(frozen=True)
@@ -143,17 +175,40 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class Pair:
+    """A group of ink that may be two touching digits, for the pair reader to read whole:
+    its input, its ink (cropped to its box) and where it is."""
+
+    model_input: np.ndarray  # imaging.pairs.PAIR_SHAPE
+    ink: np.ndarray
+    box: tuple[int, int, int, int]  # left, top, right, bottom in the upload's pixels
+    start: int  # the first segment it covers ...
+    end: int  # ... and the one after its last
+
+    def halves(self) -> list[tuple[PreparedDigit, tuple[int, int, int, int]]]:
+        """Each digit's picture and box, told apart by the middle of the pair's box: what
+        a reading shows of them (the pair reader reads them whole, not split)."""
+        middle = self.ink.shape[1] // 2
+        left, top, right, bottom = self.box
+        split = left + (right - left) // 2
+        return [(prepared_or_raw(self.ink[:, :middle]), (left, top, split, bottom)),
+                (prepared_or_raw(self.ink[:, middle:]), (split, top, right, bottom))]
+
+
+@dataclass(frozen=True)
 class Segmentation:
     """Every candidate digit of an upload, and how many segments the line was cut into.
 
     ``uncut`` is ink read whole that ``cut_lone`` may cut should the network doubt it is
-    one digit; ``lone`` marks the candidates of ink so cut.
+    one digit; ``lone`` marks the candidates of ink so cut. ``pairs`` are the groups the
+    pair reader may read as two touching digits.
     """
 
     candidates: list[Candidate]
     segments: int
     uncut: InkMap | None = None
     lone: bool = False
+    pairs: tuple[Pair, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -411,12 +466,28 @@ def single_digit(ink_map: InkMap) -> Segmentation:
 
 
 def lone_digit(ink_map: InkMap) -> Segmentation:
-    """``single_digit``, kept for ``cut_lone`` when the ink is wide enough for two digits."""
+    """``single_digit``, kept for ``cut_lone`` when the ink is wide enough for two digits,
+    and offered to the pair reader whole when it is as wide as two digits."""
     left, top, right, bottom = ink_bounds(ink_map.ink)
     read_whole = single_digit(ink_map)
     if right - left <= LONE_SPLIT_WIDTH * (bottom - top):
         return read_whole
-    return Segmentation(read_whole.candidates, 1, uncut=ink_map)
+    pairs: tuple[Pair, ...] = ()
+    if right - left >= LONE_PAIR_WIDTH * (bottom - top):
+        ink = ink_map.ink[top:bottom, left:right]
+        box = ink_map.box_in_upload((left, top, right, bottom))
+        pairs = (Pair(pair_input(ink), ink, box, 0, 1),)
+    return Segmentation(read_whole.candidates, 1, uncut=ink_map, pairs=pairs)
+
+
+def pairs_to_read(segmentation: Segmentation, whole_margin: float | None) -> bool:
+    """Whether its pairs are worth a run of the pair reader: always, but for ink in one
+    piece the network read without doubt only where the non-digit head's margin on it
+    (``whole_margin``) is above ``LONE_PAIR_MARGIN``."""
+    if not segmentation.pairs:
+        return False
+    return segmentation.uncut is None or (whole_margin is not None
+                                          and whole_margin > LONE_PAIR_MARGIN)
 
 
 def cut_lone(segmentation: Segmentation) -> Segmentation:
@@ -435,7 +506,9 @@ def cut_lone(segmentation: Segmentation) -> Segmentation:
     if not pieces:
         return Segmentation(segmentation.candidates, 1)
     kept = Candidate(whole.prepared, whole.box, 0, finer.segments, whole.shape)
-    return Segmentation([kept, *pieces], finer.segments, lone=True)
+    pairs = finer.pairs or tuple(replace(pair, end=finer.segments)
+                                 for pair in segmentation.pairs)
+    return Segmentation([kept, *pieces], finer.segments, lone=True, pairs=pairs)
 
 
 def segment(ink_map: InkMap) -> Segmentation:
@@ -483,7 +556,33 @@ def segment_line(ink_map: InkMap, cut: bool = False) -> Segmentation:
             candidate = candidate_for(ink_map, labels, groups, segments, start, end, height)
             if candidate is not None:
                 candidates.append(candidate)
-    return Segmentation(candidates, len(segments))
+    return Segmentation(candidates, len(segments), pairs=pairs_of(ink_map, labels, groups,
+                                                                  segments, height))
+
+
+def pairs_of(ink_map: InkMap, labels: np.ndarray, groups: Sequence[Group],
+             segments: Sequence[Slice], height: float) -> tuple[Pair, ...]:
+    """The groups that were cut into slices and are at least ``PAIR_WIDTH`` of the line's
+    height wide, each with the run of segments it covers: perhaps two touching digits."""
+    pairs = []
+    for index, group in enumerate(groups):
+        covered = [k for k, s in enumerate(segments) if s.group == index]
+        if len(covered) < 2 or group.width < PAIR_WIDTH * height:
+            continue
+        window = (slice(group.top, group.bottom), slice(group.left, group.right))
+        ink = np.where(np.isin(labels[window], group.labels), ink_map.ink[window], 0)
+        box = ink_map.box_in_upload((group.left, group.top, group.right, group.bottom))
+        pairs.append(Pair(pair_input(ink), ink, box, covered[0], covered[-1] + 1))
+    return tuple(pairs)
+
+
+def prepared_or_raw(ink: np.ndarray) -> PreparedDigit:
+    """``prepared_digit``, or the ink prepared as it is where evening out its strokes wore
+    it away."""
+    try:
+        return prepared_digit(ink)
+    except NoDigitError:
+        return prepare_ink(ink)
 
 
 def candidate_for(ink_map: InkMap, labels: np.ndarray, groups: Sequence[Group],
@@ -541,60 +640,83 @@ def candidate_for(ink_map: InkMap, labels: np.ndarray, groups: Sequence[Group],
     cuts = run[0].crossed_left + run[-1].crossed_right
     shape = Shape((right - left) / height, (bottom - top) / height, max(0, whole_height - 1),
                   cuts)
-    try:
-        prepared = prepared_digit(piece)
-    except NoDigitError:  # a sliver that thinning the strokes wore away: read it as it is
-        prepared = prepare_ink(piece)
+    prepared = prepared_or_raw(piece)  # a sliver may be worn away by thinning its strokes
     return Candidate(prepared, ink_map.box_in_upload((left, top, right, bottom)), start, end,
                      shape)
 
 
 def choose(segmentation: Segmentation, confidences: Sequence[float],
            non_digit: Sequence[float | None] | None = None,
-           doubted: Sequence[bool] | None = None) -> list[int]:
+           doubted: Sequence[bool] | None = None,
+           pair_confidences: Sequence[tuple[float, float]] | None = None) -> list[int]:
     """The indices of the candidates that cover the line with the best total score, left
     to right: each scores the log of the network's confidence in it plus its shape prior,
     less ``NON_DIGIT_COST`` times the softplus of the non-digit head's margin (where
     ``non_digit`` gives it) and ``LONE_DIGIT_COST`` for ink cut by ``cut_lone``.
+
+    With ``pair_confidences`` (the pair reader's confidence in each digit of each of
+    ``segmentation.pairs``) a pair is one more way to cover its segments, scoring the
+    logs of both less ``PAIR_COST``; a pair chosen is the index
+    ``len(segmentation.candidates)`` plus its own.
 
     Ink cut by ``cut_lone`` is read in pieces only when the network is sure of every
     one (``LONE_PIECE_CONFIDENCE``, ``LONE_PIECE_MARGIN``, none ``doubted``): a drawing
     the network took for no digit is not made into a number of pieces it half believes,
     and keeps its doubt.
     """
-    each = [math.log(max(confidence, 1e-6)) + candidate.shape.prior()
-            - (LONE_DIGIT_COST if segmentation.lone else 0.0)
+    lone_cost = LONE_DIGIT_COST if segmentation.lone else 0.0
+    each = [math.log(max(confidence, 1e-6)) + candidate.shape.prior() - lone_cost
             for candidate, confidence in zip(segmentation.candidates, confidences, strict=True)]
     if non_digit is not None:
         each = [score - NON_DIGIT_COST * softplus(margin) if margin is not None else score
                 for score, margin in zip(each, non_digit, strict=True)]
+    spans = [(c.start, c.end) for c in segmentation.candidates]
+    if pair_confidences is not None:
+        for pair, (left, right) in zip(segmentation.pairs, pair_confidences, strict=True):
+            each.append(math.log(max(left, 1e-6)) + math.log(max(right, 1e-6))
+                        - PAIR_COST - 2 * lone_cost)
+            spans.append((pair.start, pair.end))
     best: list[tuple[float, list[int]] | None] = [None] * (segmentation.segments + 1)
     best[0] = (0.0, [])
     by_start: dict[int, list[int]] = {}
-    for index, candidate in enumerate(segmentation.candidates):
-        by_start.setdefault(candidate.start, []).append(index)
+    for index, (start, _end) in enumerate(spans):
+        by_start.setdefault(start, []).append(index)
     for start in range(segmentation.segments):
         reached = best[start]
         if reached is None:
             continue
         for index in by_start.get(start, []):
-            candidate = segmentation.candidates[index]
+            end = spans[index][1]
             score = reached[0] + each[index]
-            current = best[candidate.end]
+            current = best[end]
             if current is None or score > current[0]:
-                best[candidate.end] = (score, [*reached[1], index])
+                best[end] = (score, [*reached[1], index])
     final = best[segmentation.segments]
     whole = [index for index, c in enumerate(segmentation.candidates)
              if c.start == 0 and c.end == segmentation.segments]
     if final is None:  # no cover of single pieces: the whole line, which is always there
         return whole
-    if segmentation.lone and not all(
-            confidences[i] >= LONE_PIECE_CONFIDENCE
-            and (non_digit is None or non_digit[i] is None
-                 or non_digit[i] <= -LONE_PIECE_MARGIN)
-            and (doubted is None or not doubted[i]) for i in final[1]):
+    if (segmentation.lone or segmentation.uncut is not None) and not all(
+            sure_piece(i, segmentation, confidences, non_digit, doubted, pair_confidences)
+            for i in final[1]):
         return whole
     return final[1]
+
+
+def sure_piece(index: int, segmentation: Segmentation, confidences: Sequence[float],
+               non_digit: Sequence[float | None] | None, doubted: Sequence[bool] | None,
+               pair_confidences: Sequence[tuple[float, float]] | None) -> bool:
+    """Whether the network is sure enough of a piece of ink in one piece to read it in
+    pieces (``LONE_PIECE_CONFIDENCE``, ``LONE_PIECE_MARGIN``), or the pair reader of
+    both digits of a pair (``LONE_PAIR_CONFIDENCE``)."""
+    count = len(segmentation.candidates)
+    if index >= count:
+        assert pair_confidences is not None
+        return min(pair_confidences[index - count]) >= LONE_PAIR_CONFIDENCE
+    return (confidences[index] >= LONE_PIECE_CONFIDENCE
+            and (non_digit is None or non_digit[index] is None
+                 or non_digit[index] <= -LONE_PIECE_MARGIN)
+            and (doubted is None or not doubted[index]))
 
 
 def softplus(value: float) -> float:

@@ -36,11 +36,19 @@ from imaging.decode import DEFAULT_LIMITS, DEFAULT_MAX_PIXELS, DecodeLimits, dec
 from imaging.errors import PreprocessError
 from imaging.ink import locate_ink
 from imaging.normalise import PreparedDigit
-from imaging.segment import Segmentation, choose, cut_lone, segment, single_digit
+from imaging.segment import (
+    Segmentation,
+    choose,
+    cut_lone,
+    pairs_to_read,
+    segment,
+    single_digit,
+)
 from model import DigitClassifier, NetworkOutputs
 from serving.batching import DynamicBatcher
 from serving.explain import heatmap_image, occlusion_map
-from serving.trust import SURE, Doubt, assess_outputs
+from serving.pair_digits import PairDigits
+from serving.trust import SURE, Doubt, assess_outputs, policy_of
 
 # The stages every prediction goes through, in order; "explain" runs before "encode" when asked.
 STAGES = ("decode", "preprocess", "segment", "batch", "infer", "assess", "unbatch", "read",
@@ -133,18 +141,39 @@ def honestly_rounded(probability: float) -> float:
     return BELOW_ONE if rounded >= 1.0 and probability < 1.0 else rounded
 
 
-def read(segmentation: Segmentation, predictions: Sequence[Prediction]) -> Reading:
+def read(segmentation: Segmentation, predictions: Sequence[Prediction],
+         pairs: Sequence[tuple[Prediction, Prediction]] | None = None) -> Reading:
     """The digits of one upload: the candidates ``choose`` keeps, given the network's
     answer for each candidate of ``segmentation`` (in its order): its confidence and how
-    much the non-digit head doubts it is a digit at all."""
+    much the non-digit head doubts it is a digit at all; and the pair reader's answers
+    for its ``pairs``, where read."""
     confidences = [prediction.confidence for prediction in predictions]
     non_digit = [prediction.non_digit for prediction in predictions]
     doubted = [prediction.uncertain for prediction in predictions]
-    return Reading([
-        ReadDigit(predictions[index], segmentation.candidates[index].prepared,
-                  segmentation.candidates[index].box)
-        for index in choose(segmentation, confidences, non_digit, doubted)
-    ])
+    pair_confidences = (None if pairs is None else
+                        [(left.confidence, right.confidence) for left, right in pairs])
+    digits = []
+    count = len(segmentation.candidates)
+    for index in choose(segmentation, confidences, non_digit, doubted, pair_confidences):
+        if index < count:
+            candidate = segmentation.candidates[index]
+            digits.append(ReadDigit(predictions[index], candidate.prepared, candidate.box))
+            continue
+        assert pairs is not None
+        halves = segmentation.pairs[index - count].halves()
+        digits += [ReadDigit(prediction, prepared, box) for prediction, (prepared, box)
+                   in zip(pairs[index - count], halves, strict=True)]
+    return Reading(digits)
+
+
+def pair_predictions(classifier: DigitClassifier, probabilities: np.ndarray
+                     ) -> list[tuple[Prediction, Prediction]]:
+    """The pair reader's two digits per pair (``serving.pair_digits``), each doubted, as the
+    network's are, when its confidence is below the network's card's bound."""
+    bound = policy_of(classifier).low_confidence_below
+    low = Doubt(True, "low_confidence")
+    return [tuple(prediction_from(row, low if row.max() < bound else SURE) for row in pair)
+            for pair in probabilities]
 
 
 def explain(classifier: DigitClassifier, prepared: PreparedDigit,
@@ -224,13 +253,15 @@ class Chain:
 
     def __init__(self, max_pixels: int = DEFAULT_MAX_PIXELS, wrap: StageWrapper = unwrapped,
                  limits: DecodeLimits = DEFAULT_LIMITS, batch_delay: float | None = None,
-                 max_batch: int = 32, numbers: bool = True) -> None:
+                 max_batch: int = 32, numbers: bool = True,
+                 pair_digits: PairDigits | None = None) -> None:
         if max_pixels <= 0:
             raise ValueError(f"max_pixels must be a positive pixel count, not {max_pixels}")
         self.max_pixels = max_pixels
         self.limits = limits
         self.batcher = (DynamicBatcher(self.predict_now, max_batch, batch_delay)
                         if batch_delay is not None else None)
+        self.pair_digits = pair_digits or PairDigits()
         self.decode = wrap("decode", decode_upload)
         self.preprocess = wrap("preprocess", locate_ink)
         self.segment = wrap("segment", segment if numbers else single_digit)
@@ -290,7 +321,31 @@ class Chain:
                 end = start + len(segmentation.candidates) - 1
                 answers[index] = (segmentation, [answers[index][1][0], *pieces[start:end]])
                 start = end
-        return [self.read(segmentation, found) for segmentation, found in answers]
+        pairs = self.read_pairs(classifier, answers)
+        return [self.read(segmentation, found, paired)
+                for (segmentation, found), paired in zip(answers, pairs, strict=True)]
+
+    def read_pairs(self, classifier: DigitClassifier,
+                   answers: Sequence[tuple[Segmentation, Sequence[Prediction]]]
+                   ) -> list[list[tuple[Prediction, Prediction]] | None]:
+        """The pair reader's two digits for every pair of every upload worth reading
+        (``pairs_to_read``, given the network's answers), as one batch; None for an
+        upload with none, or where there is no pair reader."""
+        wanted = [pairs_to_read(segmentation, found[0].non_digit)
+                  for segmentation, found in answers]
+        inputs = [pair.model_input for (segmentation, _), read in zip(answers, wanted,
+                                                                       strict=True)
+                  if read for pair in segmentation.pairs]
+        probabilities = self.pair_digits.read(inputs) if inputs else None
+        if probabilities is None:
+            return [None] * len(answers)
+        read_pairs = pair_predictions(classifier, probabilities)
+        found_pairs, start = [], 0
+        for (segmentation, _), read in zip(answers, wanted, strict=True):
+            end = start + len(segmentation.pairs) if read else start
+            found_pairs.append(read_pairs[start:end] if read else None)
+            start = end
+        return found_pairs
 
     def run(self, classifier: DigitClassifier, uploads: Sequence[bytes],
             include_input: bool = False, explained: bool = False) -> list[Outcome]:

@@ -123,7 +123,8 @@ SCHEMAS: dict[str, Schema] = {
             "prediction": {"type": "integer", "minimum": 0, "maximum": NUM_CLASSES - 1},
             "confidence": {"type": "number", "minimum": 0, "maximum": 1,
                            "description": "the prediction's calibrated probability (softmax"
-                                          " with the card's temperature)"},
+                                          " with the card's temperature; for a digit read"
+                                          " with a touching neighbour, the pair reader's)"},
             "probabilities": {"type": "array", "minItems": NUM_CLASSES,
                               "maxItems": NUM_CLASSES,
                               "items": {"type": "number", "minimum": 0, "maximum": 1},
