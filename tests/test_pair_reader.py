@@ -9,6 +9,7 @@ from helpers import encode_image
 from synthetic_numbers import INK_LEVEL, NUMBER_KINDS, digit_coverage, make_number, touching_shift
 
 import folder_paths
+from app import create_app
 from imaging.normalise import prepare_ink
 from imaging.pairs import PAIR_SHAPE, pair_input, pair_picture
 from imaging.segment import Candidate, Pair, Segmentation, Shape, choose
@@ -74,6 +75,11 @@ def test_a_changed_onnx_file_is_refused(tmp_path):
 def test_a_missing_reader_leaves_numbers_to_cutting(tmp_path, caplog):
     assert PairDigits("no-such-reader.pt").read([np.zeros(PAIR_SHAPE, np.float32)]) is None
     assert "without the pair reader" in caplog.text
+
+
+def test_the_service_loads_its_pair_reader_before_the_first_request():
+    app = create_app({"TESTING": True, "DEVICE": "cpu", "TORCH_THREADS": 1})
+    assert app.extensions["chain"].pair_digits.reader is not None
 
 
 def test_the_input_is_the_pair_fitted_and_centred(heldout_all):

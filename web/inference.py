@@ -5,10 +5,10 @@ request's upload through them.
 forks, since each worker builds its own app) and, before every request,
 follows a reload that another worker of the server recorded. Views reach both
 through ``get_slot`` and ``get_chain``. Every model is warmed with a dummy
-batch through the chain's infer stage before it serves, and every load is
-timed and counted. Parts that wrap the chain's stages from outside (metrics,
-the request log) list their wrappers in ``app.extensions["stage_wrappers"]``
-before ``init_app`` runs.
+batch through the chain's infer stage before it serves (the pair reader, once,
+when the app is made), and every load is timed and counted. Parts that wrap
+the chain's stages from outside (metrics, the request log) list their
+wrappers in ``app.extensions["stage_wrappers"]`` before ``init_app`` runs.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from flask import Flask, current_app
 import folder_paths
 from imaging.decode import DecodeLimits
 from imaging.normalise import INPUT_SHAPE
+from imaging.pairs import PAIR_SHAPE
 from model import DATA_CREDIT, DigitClassifier
 from serving import chain as stages
 from serving.chain import Chain, StageWrapper
@@ -36,7 +37,9 @@ def init_app(app: Flask) -> None:
     """Load the model with the app's settings and follow reloads before each request."""
     app.extensions["model_slot"] = create_model_slot(app.config)
     wrap = combined(app.extensions.get("stage_wrappers", []))
-    app.extensions["chain"] = create_chain(app.config, wrap)
+    app.extensions["chain"] = chain = create_chain(app.config, wrap)
+    # The pair reader too is loaded and run once now, not by the first request to need it.
+    chain.pair_digits.read([np.zeros(PAIR_SHAPE, dtype=np.float32)])
     app.before_request(follow_reloads)
 
 
