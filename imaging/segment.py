@@ -41,6 +41,7 @@ of both.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -177,13 +178,18 @@ class Candidate:
 @dataclass(frozen=True)
 class Pair:
     """A group of ink that may be two touching digits, for the pair reader to read whole:
-    its input, its ink (cropped to its box) and where it is."""
+    its ink (cropped to its box), where it is, and its input."""
 
-    model_input: np.ndarray  # imaging.pairs.PAIR_SHAPE
     ink: np.ndarray
     box: tuple[int, int, int, int]  # left, top, right, bottom in the upload's pixels
     start: int  # the first segment it covers ...
     end: int  # ... and the one after its last
+
+    @functools.cached_property
+    def model_input(self) -> np.ndarray:
+        """The pair reader's input (imaging.pairs.PAIR_SHAPE), made only for a pair it reads:
+        most wide single digits are read without doubt and never go to it."""
+        return pair_input(self.ink)
 
     def halves(self) -> list[tuple[PreparedDigit, tuple[int, int, int, int]]]:
         """Each digit's picture and box, told apart by the middle of the pair's box: what
@@ -476,7 +482,7 @@ def lone_digit(ink_map: InkMap) -> Segmentation:
     if right - left >= LONE_PAIR_WIDTH * (bottom - top):
         ink = ink_map.ink[top:bottom, left:right]
         box = ink_map.box_in_upload((left, top, right, bottom))
-        pairs = (Pair(pair_input(ink), ink, box, 0, 1),)
+        pairs = (Pair(ink, box, 0, 1),)
     return Segmentation(read_whole.candidates, 1, uncut=ink_map, pairs=pairs)
 
 
@@ -572,7 +578,7 @@ def pairs_of(ink_map: InkMap, labels: np.ndarray, groups: Sequence[Group],
         window = (slice(group.top, group.bottom), slice(group.left, group.right))
         ink = np.where(np.isin(labels[window], group.labels), ink_map.ink[window], 0)
         box = ink_map.box_in_upload((group.left, group.top, group.right, group.bottom))
-        pairs.append(Pair(pair_input(ink), ink, box, covered[0], covered[-1] + 1))
+        pairs.append(Pair(ink, box, covered[0], covered[-1] + 1))
     return tuple(pairs)
 
 

@@ -119,7 +119,7 @@ def two_slices_and_a_pair() -> Segmentation:
                   Candidate(prepared, (5, 0, 10, 10), 1, 2, Shape(0.5, 1.0)),
                   Candidate(prepared, (0, 0, 10, 10), 0, 2, Shape(1.0, 1.0))]
     ink = np.full((10, 10), 255.0, dtype=np.float32)
-    return Segmentation(candidates, 2, pairs=(Pair(pair_input(ink), ink, (0, 0, 10, 10), 0, 2),))
+    return Segmentation(candidates, 2, pairs=(Pair(ink, (0, 0, 10, 10), 0, 2),))
 
 
 def test_a_pair_read_surely_beats_slices_read_doubtfully():
