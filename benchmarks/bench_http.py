@@ -101,6 +101,12 @@ def build_systems(args: argparse.Namespace) -> list[servers.System]:
     return [made[name] for name in SYSTEMS if name in args.systems]
 
 
+def measures_batches(system: servers.System, args: argparse.Namespace) -> bool:
+    """Whether requests of many images are measured for this system (the service alone)."""
+    return (system.name == "service" and args.batch_parts > 1
+            and BATCH_CONCURRENCY in args.concurrency)
+
+
 def benchmark_system(system: servers.System, uploads: list[Upload], args: argparse.Namespace,
                      workdir: Path) -> tuple[dict, list[load.Point]]:
     """Start one system, measure every image at every concurrency, measure memory, stop it."""
@@ -120,11 +126,15 @@ def benchmark_system(system: servers.System, uploads: list[Upload], args: argpar
         print(f"[{system.name}] ready in {summary['startup_s']} s on port {server.port}; "
               + "; ".join(f"{kind}: {text[:60]}" for kind, text in summary["answers"].items()),
               flush=True)
-        # Every image at the highest concurrency first: the memory a server takes to answer
-        # them all at once is then in place, and "RSS growth" is what the run adds to it.
+        # Every image at the highest concurrency first (and the service's requests of many
+        # images): the memory a server takes to answer them all at once is then in place,
+        # and "RSS growth" is what the run adds to it.
         for upload in uploads:
             load.warm_up(server.predict_url, upload, min(2.0, args.seconds),
                          max(args.concurrency))
+        if measures_batches(system, args):
+            load.warm_up(server.predict_url, uploads[0], min(2.0, args.seconds),
+                         BATCH_CONCURRENCY, parts=args.batch_parts)
         summary["memory_start"] = servers.memory(server)
         for upload in uploads:
             for concurrency in args.concurrency:
@@ -134,8 +144,7 @@ def benchmark_system(system: servers.System, uploads: list[Upload], args: argpar
                 print(f"[{system.name}] {upload.kind:9s} c={concurrency:<3d} "
                       f"{point.requests_per_second:8.1f} req/s  p50 {point.p50_ms:7.2f} ms  "
                       f"p99 {point.p99_ms:7.2f} ms  errors {point.errors}", flush=True)
-        if (system.name == "service" and args.batch_parts > 1
-                and BATCH_CONCURRENCY in args.concurrency):
+        if measures_batches(system, args):
             point = load.measure(system.name, server.predict_url, uploads[0], BATCH_CONCURRENCY,
                                  args.seconds, parts=args.batch_parts)
             points.append(point)

@@ -85,6 +85,7 @@ def measure(system: str, url: str, upload: Upload, concurrency: int, seconds: fl
                  non_2xx=raw["non_2xx"], socket_errors=socket_errors)
 
 
-def warm_up(url: str, upload: Upload, seconds: float, concurrency: int = 8) -> None:
+def warm_up(url: str, upload: Upload, seconds: float, concurrency: int = 8,
+            parts: int = 1) -> None:
     """A short unrecorded run so that lazy imports, caches and JIT warm-up are out of the way."""
-    run_wrk(url, upload, concurrency, seconds)
+    run_wrk(url, upload, concurrency, seconds, parts=parts)

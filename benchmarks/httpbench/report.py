@@ -9,8 +9,9 @@ from .load import Point
 
 CHART_CONCURRENCY = 8
 MEMORY_TITLE = ("seconds from start to the first answered upload, and memory of every server "
-                "process after its last point (photo640 at c=64), with its growth since the "
-                "warm-up (every image at the highest concurrency) before the first point")
+                "process after its last point, with its growth since the warm-up (every image "
+                "at the highest concurrency, and the service's requests of many images) before "
+                "the first point")
 
 
 def report_memory_title() -> str:
