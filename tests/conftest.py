@@ -9,6 +9,7 @@ import folder_paths
 from app import create_app
 
 HELDOUT_FIXTURE = "fixtures/heldout_digits.npz"
+HELDOUT_ALL_FIXTURE = "fixtures/heldout_all.npz"  # every held-out digit
 TEST_CONFIG = {"TESTING": True, "DEVICE": "cpu"}
 
 
@@ -36,4 +37,11 @@ def client(app):
 def heldout_digits() -> tuple[np.ndarray, np.ndarray]:
     """Held-out MNIST digits (white on black, 28x28 uint8) and their labels."""
     with np.load(folder_paths.get_full_path("tests", HELDOUT_FIXTURE)) as data:
+        return data["images"], data["labels"].astype(int)
+
+
+@pytest.fixture(scope="session")
+def heldout_all() -> tuple[np.ndarray, np.ndarray]:
+    """Every held-out digit of the subset (1,000) and its label."""
+    with np.load(folder_paths.get_full_path("tests", HELDOUT_ALL_FIXTURE)) as data:
         return data["images"], data["labels"].astype(int)

@@ -23,19 +23,12 @@ from imaging.segment import Candidate, Segmentation, Shape, choose, cut_lone, se
 from model import DigitClassifier
 from serving.chain import Chain
 
-HELDOUT_ALL = "fixtures/heldout_all.npz"
 # Numbers per kind in the small set the tests read (the benchmark reads hundreds).
 PER_KIND = 10
 # Floors for that small set, below what the benchmark measures on its large one
 # (see the README) so that retrained weights do not trip them by chance.
 NUMBER_ACCURACY = 0.8
 DIGIT_ACCURACY = 0.95
-
-
-@pytest.fixture(scope="module")
-def heldout_all():
-    with np.load(folder_paths.get_full_path("tests", HELDOUT_ALL)) as data:
-        return data["images"], data["labels"].astype(int)
 
 
 @pytest.fixture(scope="module")

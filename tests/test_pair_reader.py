@@ -21,7 +21,6 @@ from serving.pair_digits import PairDigits
 from training import pairs
 from training.nondigits import nondigit_pictures
 
-HELDOUT_ALL = "fixtures/heldout_all.npz"
 WEIGHTS = folder_paths.get_full_path("weights", PAIR_WEIGHTS)
 # Numbers of two to four digits with a touching pair, per kind, and how many of the
 # 16 must be read entirely right (below what the benchmark measures; see the README).
@@ -30,12 +29,6 @@ TOUCHING_RIGHT = 12
 # Drawings per kind, and how many more of them may be read as a number with the reader.
 DRAWINGS = 20
 DRAWINGS_SLACK = 1
-
-
-@pytest.fixture(scope="module")
-def heldout_all():
-    with np.load(folder_paths.get_full_path("tests", HELDOUT_ALL)) as data:
-        return data["images"], data["labels"].astype(int)
 
 
 @pytest.fixture(scope="module")

@@ -53,3 +53,15 @@ def load_torchvision_mnist(root: Path) -> tuple[Split, Split]:
         (train.data.numpy(), train.targets.numpy().astype(np.int64)),
         (test.data.numpy(), test.targets.numpy().astype(np.int64)),
     )
+
+
+def training_splits(mnist_root: Path | None, subset: Path) -> tuple[Split, Split, str]:
+    """The training and validation digits, and how the card names them: torchvision's
+    MNIST under ``mnist_root`` where given, else the subset with its held-out part."""
+    if mnist_root:
+        train, validation = load_torchvision_mnist(mnist_root)
+        return train, validation, (f"torchvision MNIST in {mnist_root} "
+                                   "(train split; validated on test split)")
+    train, validation = split_subset(*load_digits(subset))
+    return train, validation, (f"{subset.name}: digits with index % {HELD_OUT_EVERY} == "
+                               f"{HELD_OUT_EVERY - 1} held out for validation")

@@ -42,13 +42,7 @@ from network.pair_network import NOT_A_PAIR, PairNet
 from runtime.backends import build_runner, export_onnx
 from runtime.files import file_sha256, write_atomically
 from runtime.pair_reader import PAIR_WEIGHTS
-from training.data import (
-    HELD_OUT_EVERY,
-    default_subset,
-    load_digits,
-    load_torchvision_mnist,
-    split_subset,
-)
+from training.data import default_subset, training_splits
 from training.nondigits import LETTERS, FontsMissing, drawn, fonts_for, letter
 from training.train import seed_everything
 
@@ -215,13 +209,7 @@ def main(argv: list[str] | None = None) -> float:
     args = parse_args(argv)
     device = torch.device("cpu")
     seed_everything(args.seed, device)
-    if args.mnist_root:
-        train_split, val_split = load_torchvision_mnist(args.mnist_root)
-        data_name = f"torchvision MNIST in {args.mnist_root} (train split; validated on test split)"
-    else:
-        train_split, val_split = split_subset(*load_digits(args.data))
-        data_name = (f"{args.data.name}: digits with index % {HELD_OUT_EVERY} == "
-                     f"{HELD_OUT_EVERY - 1} held out for validation")
+    train_split, val_split, data_name = training_splits(args.mnist_root, args.data)
     started = time.monotonic()
     train = composed(*train_split, args.pairs, args.seed)
     val = composed(*val_split, args.validation_pairs, args.seed + 1)

@@ -38,13 +38,7 @@ from network.weights import save_weights
 from runtime.devices import resolve_device
 from runtime.threads import limit_threads_in_worker
 from training.augment import AugmentationRanges, AugmentedDigits, CopiedDigits, make_copies
-from training.data import (
-    HELD_OUT_EVERY,
-    default_subset,
-    load_digits,
-    load_torchvision_mnist,
-    split_subset,
-)
+from training.data import default_subset, training_splits
 
 # The int8 form's activation ranges are measured on this many training digits.
 CALIBRATION_DIGITS = 200
@@ -177,13 +171,7 @@ def main(argv: list[str] | None = None) -> float:
     args = parse_args(argv)
     device = torch.device(resolve_device(args.device))
     seed_everything(args.seed, device)
-    if args.mnist_root:
-        train_split, val_split = load_torchvision_mnist(args.mnist_root)
-        data_name = f"torchvision MNIST in {args.mnist_root} (train split; validated on test split)"
-    else:
-        train_split, val_split = split_subset(*load_digits(args.data))
-        data_name = (f"{args.data.name}: digits with index % {HELD_OUT_EVERY} == "
-                     f"{HELD_OUT_EVERY - 1} held out for validation")
+    train_split, val_split, data_name = training_splits(args.mnist_root, args.data)
     (train_images, train_labels), (val_images, val_labels) = train_split, val_split
     if args.limit:
         train_images, train_labels = train_images[: args.limit], train_labels[: args.limit]
