@@ -463,10 +463,13 @@ def prepared_digit(ink: np.ndarray) -> PreparedDigit:
     return prepare_ink(even_out_strokes(crop_to_ink(ink)))
 
 
-def single_digit(ink_map: InkMap) -> Segmentation:
-    """The whole ink map as the one candidate: how an upload is read as one digit."""
-    ink = ink_map.ink
-    whole = Candidate(prepared_digit(ink), ink_map.box_in_upload(ink_bounds(ink)), 0, 1,
+def single_digit(ink_map: InkMap,
+                 bounds: tuple[int, int, int, int] | None = None) -> Segmentation:
+    """The whole ink map as the one candidate: how an upload is read as one digit.
+    ``bounds`` are the ink's (``ink_bounds``), where the caller has them already."""
+    left, top, right, bottom = bounds or ink_bounds(ink_map.ink)
+    prepared = prepare_ink(even_out_strokes(ink_map.ink[top:bottom, left:right]))
+    whole = Candidate(prepared, ink_map.box_in_upload((left, top, right, bottom)), 0, 1,
                       Shape(1.0, 1.0))
     return Segmentation([whole], 1)
 
@@ -474,15 +477,14 @@ def single_digit(ink_map: InkMap) -> Segmentation:
 def lone_digit(ink_map: InkMap) -> Segmentation:
     """``single_digit``, kept for ``cut_lone`` when the ink is wide enough for two digits,
     and offered to the pair reader whole when it is as wide as two digits."""
-    left, top, right, bottom = ink_bounds(ink_map.ink)
-    read_whole = single_digit(ink_map)
+    bounds = left, top, right, bottom = ink_bounds(ink_map.ink)
+    read_whole = single_digit(ink_map, bounds)
     if right - left <= LONE_SPLIT_WIDTH * (bottom - top):
         return read_whole
     pairs: tuple[Pair, ...] = ()
     if right - left >= LONE_PAIR_WIDTH * (bottom - top):
         ink = ink_map.ink[top:bottom, left:right]
-        box = ink_map.box_in_upload((left, top, right, bottom))
-        pairs = (Pair(ink, box, 0, 1),)
+        pairs = (Pair(ink, ink_map.box_in_upload(bounds), 0, 1),)
     return Segmentation(read_whole.candidates, 1, uncut=ink_map, pairs=pairs)
 
 
@@ -605,7 +607,9 @@ def candidate_for(ink_map: InkMap, labels: np.ndarray, groups: Sequence[Group],
             groups[members[0]], groups[members[1]], height))):
         return None
     whole_groups = not run[0].cut_left and not run[-1].cut_right
-    if end - start > 1 and not everything and (len(members) > 1 or not whole_groups):
+    # only a candidate joined from several segments, and not all of the line, can be too wide
+    width_bound = end - start > 1 and not everything and (len(members) > 1 or not whole_groups)
+    if width_bound:
         # too wide by its cuts' mean columns: rejected before its ink is gathered
         left = groups[members[0]].left if run[0].left is None else float(run[0].left.mean())
         right = (groups[members[-1]].right if run[-1].right is None
@@ -639,8 +643,7 @@ def candidate_for(ink_map: InkMap, labels: np.ndarray, groups: Sequence[Group],
     left, top, right, bottom = ink_bounds(piece)
     left, top, right, bottom = (left + corner[0], top + corner[1], right + corner[0],
                                 bottom + corner[1])
-    if (right - left) > MAX_DIGIT_WIDTH * height and end - start > 1 and not everything and (
-            len(members) > 1 or not whole_groups):
+    if width_bound and (right - left) > MAX_DIGIT_WIDTH * height:
         return None
     whole_height = sum(1 for g in members if groups[g].height >= FRAGMENT_HEIGHT * height)
     cuts = run[0].crossed_left + run[-1].crossed_right
