@@ -125,9 +125,10 @@ def center_by_mass(digit: np.ndarray, field: int = FIELD_SIZE) -> np.ndarray:
     return canvas
 
 
-def to_model_input(image: np.ndarray) -> np.ndarray:
-    """A uint8 28x28 picture as the normalised float32 input the network takes (INPUT_SHAPE)."""
-    scaled = image.astype(np.float32).reshape(INPUT_SHAPE) * np.float32(1.0 / 255.0)
+def to_model_input(image: np.ndarray, shape: tuple[int, ...] = INPUT_SHAPE) -> np.ndarray:
+    """A uint8 picture as the normalised float32 input a network takes: the digit network's
+    28x28 (``INPUT_SHAPE``), or the pair reader's ``shape``."""
+    scaled = image.astype(np.float32).reshape(shape) * np.float32(1.0 / 255.0)
     return (scaled - np.float32(MNIST_MEAN)) / np.float32(MNIST_STD)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from imaging.normalise import MNIST_MEAN, MNIST_STD, crop_to_ink, fit_to_box
+from imaging.normalise import crop_to_ink, fit_to_box, to_model_input
 
 PAIR_FIELD = (28, 56)  # rows, columns: room for two digits side by side
 PAIR_BOX = (20, 48)  # the ink is scaled to fit this box, as one digit is to 20x20
@@ -36,5 +36,4 @@ def pair_picture(ink: np.ndarray) -> np.ndarray:
 
 def pair_input(ink: np.ndarray) -> np.ndarray:
     """The pair reader's normalised float32 input (``PAIR_SHAPE``) for a group's ink."""
-    scaled = pair_picture(ink).astype(np.float32).reshape(PAIR_SHAPE) * np.float32(1 / 255)
-    return (scaled - np.float32(MNIST_MEAN)) / np.float32(MNIST_STD)
+    return to_model_input(pair_picture(ink), PAIR_SHAPE)

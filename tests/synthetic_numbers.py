@@ -29,6 +29,8 @@ from synthetic_uploads import (
     to_image,
 )
 
+from training.touching import TOUCH_LEVEL, coverage_of, first_touch
+
 # Kind -> (background, file format, save options).
 NUMBER_KINDS: dict[str, tuple[str, str, dict]] = {
     "paper-png": ("paper", "PNG", {"compress_level": 1}),
@@ -45,7 +47,7 @@ WOBBLE = 0.05
 # The line's slant (shear), in degrees either way.
 SLANT_DEGREES = 10.0
 # A digit's ink is whatever of its enlarged picture is at least this dark.
-INK_LEVEL = 0.25
+INK_LEVEL = TOUCH_LEVEL
 
 
 @dataclass(frozen=True)
@@ -58,41 +60,17 @@ class NumberUpload:
     size: tuple[int, int]  # width, height of the upload
 
 
-def digit_coverage(digit: np.ndarray, height: int) -> np.ndarray:
-    """A 28x28 MNIST digit cropped to its ink and enlarged to ``height`` pixels (0..1)."""
-    rows = np.flatnonzero(digit.max(axis=1) > 0)
-    cols = np.flatnonzero(digit.max(axis=0) > 0)
-    cropped = digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    width = max(1, round(cropped.shape[1] * height / cropped.shape[0]))
-    image = Image.fromarray(cropped, mode="L").resize((width, height), Image.Resampling.BICUBIC)
-    return np.clip(np.asarray(image, dtype=np.float32) / 255.0, 0.0, 1.0)
-
-
-def touching_shift(left: np.ndarray, right: np.ndarray, left_top: int, right_top: int) -> int:
-    """How far right of the left digit's right edge the right digit starts so that their
-    ink just overlaps by a pixel (negative: it starts inside the left digit's box)."""
-    gap = None
-    for row in range(max(left_top, right_top),
-                     min(left_top + left.shape[0], right_top + right.shape[0])):
-        left_ink = np.flatnonzero(left[row - left_top] >= INK_LEVEL)
-        right_ink = np.flatnonzero(right[row - right_top] >= INK_LEVEL)
-        if left_ink.size and right_ink.size:
-            row_gap = (left.shape[1] - 1 - left_ink[-1]) + right_ink[0]
-            gap = row_gap if gap is None else min(gap, row_gap)
-    return -1 if gap is None else -gap - 1
-
-
 def line_of_digits(digits: list[np.ndarray], height: int, rng: np.random.Generator,
                    touch_at: int | None) -> np.ndarray:
     """The digits side by side on one wobbly line (coverage 0..1, a margin all round);
     the pair ``touch_at``, ``touch_at + 1`` touching."""
-    pieces = [digit_coverage(d, round(height * rng.uniform(*HEIGHT_RANGE))) for d in digits]
+    pieces = [coverage_of(d, round(height * rng.uniform(*HEIGHT_RANGE))) for d in digits]
     tops = [round(height * rng.uniform(-WOBBLE, WOBBLE)) + height - p.shape[0] for p in pieces]
     lefts = [0]
     for index in range(1, len(pieces)):
         before = pieces[index - 1]
         if index - 1 == touch_at:
-            step = touching_shift(before, pieces[index], tops[index - 1], tops[index])
+            step = first_touch(before, pieces[index], tops[index - 1], tops[index])
         else:
             step = round(height * rng.uniform(*GAP_RANGE))
         lefts.append(lefts[-1] + before.shape[1] + step)

@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 from helpers import encode_image
-from synthetic_numbers import INK_LEVEL, NUMBER_KINDS, digit_coverage, make_number, touching_shift
+from synthetic_numbers import INK_LEVEL, NUMBER_KINDS, make_number
 
 import folder_paths
 from app import create_app
@@ -20,6 +20,7 @@ from serving.chain import Chain, prediction_from, read
 from serving.pair_digits import PairDigits
 from training import pairs
 from training.nondigits import nondigit_pictures
+from training.touching import coverage_of, first_touch
 
 WEIGHTS = folder_paths.get_full_path("weights", PAIR_WEIGHTS)
 # Numbers of two to four digits with a touching pair, per kind, and how many of the
@@ -38,8 +39,8 @@ def reader():
 
 def touching_pair(first: np.ndarray, second: np.ndarray, height: int = 50) -> np.ndarray:
     """Two held-out digits side by side, their strokes just touching, as an ink map."""
-    left, right = digit_coverage(first, height), digit_coverage(second, height)
-    step = touching_shift(left, right, 0, 0)
+    left, right = coverage_of(first, height), coverage_of(second, height)
+    step = first_touch(left, right, 0, 0)
     width = max(left.shape[1], left.shape[1] + step + right.shape[1])
     line = np.zeros((height, width + max(0, -step)), dtype=np.float32)
     line[:, : left.shape[1]] = left
@@ -99,7 +100,7 @@ def test_touching_held_out_pairs_are_read(reader, heldout_all):
 
 def test_single_digits_are_mostly_no_pair(reader, heldout_all):
     images, _ = heldout_all
-    inputs = np.stack([pair_input(digit_coverage(images[i], 50) * 255)
+    inputs = np.stack([pair_input(coverage_of(images[i], 50) * 255)
                        for i in range(3, 1000, 25)])
     left, right = reader.run(inputs)
     assert ((left.argmax(1) == 10) & (right.argmax(1) == 10)).mean() >= 0.8

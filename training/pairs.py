@@ -44,6 +44,7 @@ from runtime.files import file_sha256, write_atomically
 from runtime.pair_reader import PAIR_WEIGHTS
 from training.data import default_subset, training_splits
 from training.nondigits import LETTERS, FontsMissing, drawn, fonts_for, letter
+from training.touching import coverage_of, first_touch
 from training.train import seed_everything
 
 HEIGHT = 40  # pairs are composed at this digit height, in pixels
@@ -56,29 +57,6 @@ DRAWING_SHARE = 0.1  # ... and this share drawings of no digit (training.nondigi
 DRAWING_KINDS = ("letters", "shapes", "scribbles", "textures", "objects", "noise")
 STRETCH = (1.0, 1.6)  # a single digit is widened by up to this much
 INK_FLOOR = 0.1  # coverage below this is paper, as the service's ink maps leave it
-
-
-def coverage_of(digit: np.ndarray, height: int, stretch: float = 1.0) -> np.ndarray:
-    """A 28x28 digit cropped to its ink and resized to ``height`` rows (0..1)."""
-    rows = np.flatnonzero(digit.max(axis=1) > 0)
-    cols = np.flatnonzero(digit.max(axis=0) > 0)
-    cropped = digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    width = max(1, round(cropped.shape[1] * height * stretch / cropped.shape[0]))
-    image = Image.fromarray(cropped).resize((width, height), Image.Resampling.BICUBIC)
-    return np.clip(np.asarray(image, dtype=np.float32) / 255.0, 0.0, 1.0)
-
-
-def first_touch(left: np.ndarray, right: np.ndarray, left_top: int, right_top: int) -> int:
-    """How far right of the left digit's right edge the right one starts so that their inks
-    just meet (negative: inside the left digit's box)."""
-    gaps = []
-    for row in range(max(left_top, right_top),
-                     min(left_top + left.shape[0], right_top + right.shape[0])):
-        left_ink = np.flatnonzero(left[row - left_top] >= 0.25)
-        right_ink = np.flatnonzero(right[row - right_top] >= 0.25)
-        if left_ink.size and right_ink.size:
-            gaps.append(left.shape[1] - 1 - left_ink[-1] + right_ink[0])
-    return -1 if not gaps else -min(gaps) - 1
 
 
 def slanted(coverage: np.ndarray, rng: np.random.Generator) -> np.ndarray:
