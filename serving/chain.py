@@ -232,6 +232,16 @@ def png_data_url(image: np.ndarray | Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def split_by(items: Sequence[Any], counts: Sequence[int]) -> list[list[Any]]:
+    """``items`` in consecutive runs of ``counts[0]``, ``counts[1]``, ... items, in order:
+    one batch's answers handed back to the uploads whose inputs it held."""
+    runs, start = [], 0
+    for count in counts:
+        runs.append(list(items[start:start + count]))
+        start += count
+    return runs
+
+
 def unwrapped(name: str, stage: Callable[..., Any]) -> Callable[..., Any]:
     """The ``StageWrapper`` that changes nothing."""
     return stage
@@ -305,22 +315,19 @@ class Chain:
         """
         prepared = [c.prepared for s in segmentations for c in s.candidates]
         predictions = self.predict(classifier, prepared)
-        answers, start = [], 0
-        for segmentation in segmentations:
-            end = start + len(segmentation.candidates)
-            answers.append((segmentation, predictions[start:end]))
-            start = end
+        answers = list(zip(segmentations, split_by(
+            predictions, [len(s.candidates) for s in segmentations]), strict=True))
         doubted = [index for index, (segmentation, (whole, *_)) in enumerate(answers)
                    if segmentation.uncut is not None and whole.uncertain]
         if doubted:
             finer = [self.cut_lone(answers[index][0]) for index in doubted]
             pieces = self.predict(classifier, [c.prepared for s in finer
                                                for c in s.candidates[1:]])
-            start = 0
-            for index, segmentation in zip(doubted, finer, strict=True):
-                end = start + len(segmentation.candidates) - 1
-                answers[index] = (segmentation, [answers[index][1][0], *pieces[start:end]])
-                start = end
+            # the first candidate of each is the whole ink, already read
+            for index, segmentation, more in zip(
+                    doubted, finer, split_by(pieces, [len(s.candidates) - 1 for s in finer]),
+                    strict=True):
+                answers[index] = (segmentation, [answers[index][1][0], *more])
         pairs = self.read_pairs(classifier, answers)
         return [self.read(segmentation, found, paired)
                 for (segmentation, found), paired in zip(answers, pairs, strict=True)]
@@ -339,13 +346,10 @@ class Chain:
         probabilities = self.pair_digits.read(inputs) if inputs else None
         if probabilities is None:
             return [None] * len(answers)
-        read_pairs = pair_predictions(classifier, probabilities)
-        found_pairs, start = [], 0
-        for (segmentation, _), read in zip(answers, wanted, strict=True):
-            end = start + len(segmentation.pairs) if read else start
-            found_pairs.append(read_pairs[start:end] if read else None)
-            start = end
-        return found_pairs
+        runs = iter(split_by(pair_predictions(classifier, probabilities),
+                             [len(segmentation.pairs) for (segmentation, _), read
+                              in zip(answers, wanted, strict=True) if read]))
+        return [next(runs) if read else None for read in wanted]
 
     def run(self, classifier: DigitClassifier, uploads: Sequence[bytes],
             include_input: bool = False, explained: bool = False) -> list[Outcome]:
