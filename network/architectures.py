@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -72,10 +73,15 @@ class BatchNormNet(nn.Module):
         return self.fc(self.dropout(pooled)), pooled, maps
 
 
+# bn-conv with three quarters of its channels: 12.4M multiply-adds against 21.9M, learnt
+# from bn-conv by distillation to the same held-out accuracy (README, Training).
+SLIM_WIDTHS = (24, 24, 48, 48, 96)
+
 # Architectures by the name recorded in each weights card.
 ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {
     "classic": ClassicNet,
     "bn-conv": BatchNormNet,
+    "bn-conv-slim": partial(BatchNormNet, SLIM_WIDTHS),
 }
 
 

@@ -3,6 +3,9 @@ import struct
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
 
 import folder_paths
 from model import DigitClassifier, card_path
@@ -41,6 +44,43 @@ def test_training_is_reproducible(monkeypatch, tmp_path):
                     "--arch", "classic", "--no-calibrate"])
     weights = tmp_path / "weights"
     assert file_sha256(weights / "a.pt") == file_sha256(weights / "b.pt")
+
+
+def test_distillation_trains_a_network_on_its_teachers_answers_and_records_them(
+        monkeypatch, tmp_path):
+    monkeypatch.setenv(folder_paths.BASE_PATH_ENV, str(tmp_path))
+    common = ["--data", str(FIXTURE), "--epochs", "1", "--limit", "128", "--no-calibrate"]
+    train.main([*common, "--arch", "classic", "--out", "teacher.pt"])
+    train.main([*common, "--arch", "bn-conv-slim", "--teacher", "teacher.pt",
+                "--distill-weight", "0.7", "--distill-temperature", "4", "--out", "student.pt"])
+    weights = tmp_path / "weights"
+    card = json.loads((weights / "student.json").read_text())
+    assert card["architecture"] == "bn-conv-slim"
+    taught = card["distilled_from"]
+    assert taught["weights"] == "teacher.pt" and taught["architecture"] == "classic"
+    assert taught["sha256"] == file_sha256(weights / "teacher.pt")
+    assert (taught["weight"], taught["temperature"]) == (0.7, 4.0)
+    assert DigitClassifier(weights / "student.pt", device="cpu").architecture == "bn-conv-slim"
+
+
+def test_the_loss_blends_the_labels_with_the_teachers_softened_answers():
+    torch.manual_seed(0)
+    teacher = nn.Linear(4, 10)
+    inputs, targets = torch.randn(16, 4), torch.randint(0, 10, (16,))
+    with torch.no_grad():
+        agreeing = teacher(inputs)
+    disagreeing = torch.randn(16, 10)
+    labels_only = F.cross_entropy(disagreeing, targets)
+    assert torch.isclose(train.training_loss(disagreeing, targets, inputs), labels_only)
+    only_teacher = train.Teacher(teacher, weight=1.0, temperature=3.0)
+    # answering as the teacher does leaves nothing to learn from it, whatever the labels
+    assert train.training_loss(agreeing, targets, inputs, teacher=only_teacher).item() \
+        == pytest.approx(0.0, abs=1e-5)
+    assert train.training_loss(disagreeing, targets, inputs, teacher=only_teacher) > 0.1
+    half = train.Teacher(teacher, weight=0.5, temperature=3.0)
+    blended = train.training_loss(disagreeing, targets, inputs, teacher=half)
+    taught = train.training_loss(disagreeing, targets, inputs, teacher=only_teacher)
+    assert torch.isclose(blended, 0.5 * labels_only + 0.5 * taught)
 
 
 def write_idx(path, array: np.ndarray) -> None:

@@ -9,7 +9,9 @@ digit is varied (``training.augment``: a few varied copies made beforehand and
 cycled through, or with ``--copies 0`` afresh every epoch) and then passes
 through ``imaging.preprocess.normalise_digit``, exactly the chain a 28x28
 upload goes through, so the network learns from what it is served; validation
-digits go through that chain unvaried.
+digits go through that chain unvaried. With ``--teacher`` the network also
+learns a trained network's softened answers (knowledge distillation): that is
+how the served ``bn-conv-slim`` weights learnt from ``bn-conv.pt``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import random
 import shlex
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -72,8 +75,33 @@ def seed_everything(seed: int, device: torch.device) -> None:
     torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
 
 
+@dataclass(frozen=True)
+class Teacher:
+    """A trained network whose softened answers a new network learns as well as the labels
+    (knowledge distillation, Hinton, Vinyals and Dean 2015)."""
+
+    network: torch.nn.Module
+    weight: float  # the share of the loss that is the teacher's, the rest the labels'
+    temperature: float
+
+
+def training_loss(logits: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor,
+                  label_smoothing: float = 0.0, teacher: Teacher | None = None) -> torch.Tensor:
+    """Cross-entropy with the labels, blended with the teacher's softened answers if any."""
+    loss = F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+    if teacher is None:
+        return loss
+    temperature = teacher.temperature
+    with torch.no_grad():
+        taught = F.log_softmax(teacher.network(inputs) / temperature, dim=1)
+    # Scaled by the temperature squared, so the soft targets' gradients keep their size.
+    distilled = F.kl_div(F.log_softmax(logits / temperature, dim=1), taught,
+                         log_target=True, reduction="batchmean") * temperature**2
+    return (1 - teacher.weight) * loss + teacher.weight * distilled
+
+
 def train_epoch(network, loader, optimizer, scheduler, device, epoch: int,
-                label_smoothing: float = 0.0) -> float:
+                label_smoothing: float = 0.0, teacher: Teacher | None = None) -> float:
     """One pass over ``loader``, stepping the learning rate per batch; the mean training loss."""
     network.train()
     total, count = 0.0, 0
@@ -81,7 +109,7 @@ def train_epoch(network, loader, optimizer, scheduler, device, epoch: int,
     for inputs, targets in progress:
         inputs, targets = inputs.to(device), targets.to(device)
         optimizer.zero_grad()
-        loss = F.cross_entropy(network(inputs), targets, label_smoothing=label_smoothing)
+        loss = training_loss(network(inputs), targets, inputs, label_smoothing, teacher)
         loss.backward()
         optimizer.step()
         scheduler.step()
@@ -127,12 +155,36 @@ def training_loader(images: np.ndarray, labels: np.ndarray, args: argparse.Names
 
 def initialise(network: torch.nn.Module, name: str, architecture: str) -> dict[str, str]:
     """Load the weights file ``name`` (checked against its card) into ``network``; their record."""
+    return weights_record(name, load_committed(network, name, architecture))
+
+
+def load_teacher(args: argparse.Namespace, device: torch.device) -> tuple[Teacher, dict]:
+    """The ``--teacher`` weights (checked against their card) as a frozen ``Teacher``,
+    and their record for the new card."""
+    path = folder_paths.get_full_path("weights", args.teacher)
+    network = build_network(WeightsCard.read(path).architecture)
+    card = load_committed(network, args.teacher)
+    teacher = Teacher(network.to(device).eval().requires_grad_(False), args.distill_weight,
+                      args.distill_temperature)
+    return teacher, {**weights_record(args.teacher, card), "architecture": card.architecture,
+                     "weight": teacher.weight, "temperature": teacher.temperature}
+
+
+def load_committed(network: torch.nn.Module, name: str,
+                   architecture: str | None = None) -> WeightsCard:
+    """Load the weights file ``name`` inside weights/ into ``network`` if its card's sha256
+    matches (and its architecture is ``architecture``, where given); its card."""
     path = folder_paths.get_full_path("weights", name)
     card = WeightsCard.read(path)
-    if card.architecture != architecture:
+    if architecture is not None and card.architecture != architecture:
         raise SystemExit(f"error: {name} holds {card.architecture!r} weights, not {architecture!r}")
     data = read_checked(path, card.sha256)
     network.load_state_dict(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
+    return card
+
+
+def weights_record(name: str, card: WeightsCard) -> dict[str, str]:
+    """What a card says of other weights it was made from."""
     return {"weights": name, "sha256": card.sha256,
             "validation_accuracy": card.validation_accuracy, "command": card.raw.get("command")}
 
@@ -160,6 +212,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--init", help="start from these weights (a file name inside weights/, "
                                        "checked against its card) instead of from scratch")
+    parser.add_argument("--teacher", help="also learn the softened answers of these weights "
+                                          "(a file name inside weights/, checked against its "
+                                          "card): knowledge distillation")
+    parser.add_argument("--distill-weight", type=float, default=0.5,
+                        help="the teacher's share of the loss (the labels have the rest)")
+    parser.add_argument("--distill-temperature", type=float, default=3.0,
+                        help="the temperature that softens both networks' answers")
     parser.add_argument("--out", default=DEFAULT_WEIGHTS, help="file name inside weights/")
     parser.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=True,
                         help="fit the temperature and the non-digit head afterwards "
@@ -181,6 +240,7 @@ def main(argv: list[str] | None = None) -> float:
 
     network = build_network(args.arch)
     initialised_from = initialise(network, args.init, args.arch) if args.init else None
+    teacher, distilled_from = load_teacher(args, device) if args.teacher else (None, None)
     network = network.to(device)
     optimizer = torch.optim.AdamW(network.parameters(), lr=args.lr,
                                   weight_decay=args.weight_decay)
@@ -194,7 +254,7 @@ def main(argv: list[str] | None = None) -> float:
         if args.augment:
             train_loader.dataset.epoch = epoch
         loss = train_epoch(network, train_loader, optimizer, scheduler, device, epoch,
-                           args.label_smoothing)
+                           args.label_smoothing, teacher)
         accuracy = evaluate(network, val_loader, device)
         print(f"epoch {epoch}: training loss {loss:.4f}, validation accuracy {accuracy:.2%}",
               flush=True)
@@ -213,6 +273,7 @@ def main(argv: list[str] | None = None) -> float:
         "epochs": args.epochs,
         "seed": args.seed,
         **({"initialised_from": initialised_from} if initialised_from else {}),
+        **({"distilled_from": distilled_from} if distilled_from else {}),
         "validation_accuracy": round(accuracy, 4),
         "validation_correct": correct,
         "command": shlex.join(["python", "-m", "training.train",
