@@ -92,3 +92,8 @@ cluster: $(VENV)/.installed
 .PHONY: bench-ops
 bench-ops: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_ops.py $(ARGS)
+
+# The service at git revision BEFORE against this tree under wrk, taken in turn (needs wrk).
+.PHONY: bench-versions
+bench-versions: $(VENV)/.installed
+	$(BIN)/python benchmarks/bench_versions.py --before $(BEFORE) $(ARGS)
