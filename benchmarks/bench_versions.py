@@ -27,7 +27,7 @@ from pathlib import Path
 
 from httpbench.images import write_uploads
 from httpbench.load import Point, measure
-from httpbench.servers import Server, service_system, start, wait_ready
+from httpbench.servers import Server, service_system, start, stop, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "heldout_digits.npz"
@@ -57,8 +57,7 @@ def serving(name: str, repo: Path, workdir: Path, probe) -> Iterator[Server]:
         wait_ready(server, probe)
         yield server
     finally:
-        server.process.terminate()
-        server.process.wait(timeout=60)
+        stop(server)
 
 
 def ratio_line(image: str, concurrency: int, before: list[Point], after: list[Point]) -> str:
@@ -105,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
                         point = measure(name, servers[name].predict_url, upload, concurrency,
                                         args.seconds)
                         points.setdefault((upload.kind, concurrency, name), []).append(point)
-        print(f"{args.before} (before) against this tree (after): {args.rounds} rounds, "
+        print(f"{args.before} (before) against this tree (after), rounds: {args.rounds}, "
               f"{args.seconds:g} s a point, medians of the rounds")
         for upload in uploads:
             for concurrency in args.concurrency:
