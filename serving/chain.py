@@ -340,16 +340,15 @@ class Chain:
         upload with none, or where there is no pair reader."""
         wanted = [pairs_to_read(segmentation, found[0].non_digit)
                   for segmentation, found in answers]
-        inputs = [pair.model_input for (segmentation, _), read in zip(answers, wanted,
-                                                                       strict=True)
-                  if read for pair in segmentation.pairs]
+        to_read = [segmentation for (segmentation, _), want in zip(answers, wanted, strict=True)
+                   if want]
+        inputs = [pair.model_input for segmentation in to_read for pair in segmentation.pairs]
         probabilities = self.pair_digits.read(inputs) if inputs else None
         if probabilities is None:
             return [None] * len(answers)
         runs = iter(split_by(pair_predictions(classifier, probabilities),
-                             [len(segmentation.pairs) for (segmentation, _), read
-                              in zip(answers, wanted, strict=True) if read]))
-        return [next(runs) if read else None for read in wanted]
+                             [len(segmentation.pairs) for segmentation in to_read]))
+        return [next(runs) if want else None for want in wanted]
 
     def run(self, classifier: DigitClassifier, uploads: Sequence[bytes],
             include_input: bool = False, explained: bool = False) -> list[Outcome]:
