@@ -16,6 +16,8 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, ImageFilter
 
+from imaging.opencv import cv2
+
 # Thick digits are grown until ink covers more than this share of the picture.
 THICK_COVERAGE = 0.4
 
@@ -116,6 +118,17 @@ def pencil(digit: np.ndarray, size: int, rng: np.random.Generator) -> Image.Imag
     return Image.fromarray(np.clip(np.round(page), 0, 255).astype(np.uint8))
 
 
+def thin_pen(digit: np.ndarray, size: int, rng: np.random.Generator) -> Image.Image:
+    """The digit's outline drawn one pixel wide in a dark or mid-gray pen on white: a thin pen
+    on a large canvas or scan, whose strokes vanish when the picture is averaged down."""
+    shape = (enlarged(digit, round(size * 0.75)) >= 0.5).astype(np.uint8)
+    outlines, _ = cv2.findContours(shape, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    page = np.zeros(shape.shape, dtype=np.uint8)
+    cv2.drawContours(page, outlines, -1, 1, thickness=1)
+    ink = float(rng.integers(0, 129))
+    return on_paper(centred(page.astype(np.float32), size), ink=ink, paper=255.0)
+
+
 VisibleMaker = Callable[[np.ndarray, int, np.random.Generator], Image.Image]
 
 VISIBLE_KINDS: dict[str, VisibleMaker] = {
@@ -131,6 +144,8 @@ VISIBLE_KINDS: dict[str, VisibleMaker] = {
 
 # Every size from the smallest icon to a large scan.
 SIZES = (16, 24, 32, 48, 64, 100, 200, 400, 1000)
+# A thin pen is looked at on pictures this large, where averaging down loses its strokes.
+THIN_PEN_SIZES = (1000, 2000, 3000)
 
 
 def blank_paper(size: int, rng: np.random.Generator) -> Image.Image:
@@ -158,6 +173,18 @@ def noise_only(size: int, rng: np.random.Generator) -> Image.Image:
 def empty_canvas(size: int, rng: np.random.Generator) -> Image.Image:
     """A browser canvas exported before anything was drawn: fully transparent."""
     return Image.new("RGBA", (size, size), (0, 0, 0, 0))
+
+
+def specks(size: int, rng: np.random.Generator) -> Image.Image:
+    """Blank paper with dust: thirty dark specks three pixels across, and a thousandth of
+    the pixels black or white (salt and pepper)."""
+    page = np.asarray(blank_paper(size, rng)).copy()
+    for row, col in rng.integers(1, size - 1, (30, 2)):
+        page[row - 1:row + 2, col - 1:col + 2] = rng.integers(0, 80)
+    salt = rng.random(page.shape)
+    page[salt < 0.0005] = 0
+    page[salt > 0.9995] = 255
+    return Image.fromarray(page)
 
 
 BlankMaker = Callable[[int, np.random.Generator], Image.Image]
