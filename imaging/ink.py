@@ -58,7 +58,7 @@ SMALL_INK_TO_GRAIN = 6.0
 # by each block's darkest (or lightest) pixel, which keeps a pen stroke one pixel wide on a
 # 1,000-pixel canvas; there the ink must also reach this share of the map's longer side in
 # one connected piece, since that reduction keeps specks of dust and noise as well.
-THIN_STROKE_EXTENT = 0.1
+THIN_STROKE_EXTENT = 0.04
 # Cells of the paper's grid further than this many deviations from the fit hold ink.
 OUTLIER_SIGMAS = 3.0
 # A median absolute deviation times this is the standard deviation of Gaussian noise.

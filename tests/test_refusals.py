@@ -65,13 +65,15 @@ def test_a_thin_pen_on_a_large_picture_is_never_refused(heldout_digits, size):
         assert prepared.image.any(), (size, index)
 
 
+@pytest.mark.parametrize("height", [0.6, 0.08])  # of the picture's side
 @pytest.mark.parametrize("width", [1, 2])
 @pytest.mark.parametrize("size", THIN_PEN_SIZES)
-def test_a_seven_drawn_with_a_thin_gray_pen_is_read(client, size, width):
+def test_a_seven_drawn_with_a_thin_gray_pen_is_read(client, size, width, height):
     page = Image.new("L", (size, size), 255)
-    tenth = size / 10
-    ImageDraw.Draw(page).line([(3 * tenth, 2 * tenth), (7 * tenth, 2 * tenth),
-                               (4 * tenth, 8 * tenth)], fill=128, width=width)
+    unit = size * height / 6
+    left, top = size * 0.3, size * 0.2
+    ImageDraw.Draw(page).line([(left, top), (left + 4 * unit, top),
+                               (left + 1.5 * unit, top + 6 * unit)], fill=128, width=width)
     response = upload(client, encode_image(page))
     assert response.status_code == 200, response.get_json()
     assert response.get_json()["prediction"] == 7
