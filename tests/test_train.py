@@ -51,14 +51,16 @@ def test_distillation_trains_a_network_on_its_teachers_answers_and_records_them(
     monkeypatch.setenv(folder_paths.BASE_PATH_ENV, str(tmp_path))
     common = ["--data", str(FIXTURE), "--epochs", "1", "--limit", "128", "--no-calibrate"]
     train.main([*common, "--arch", "classic", "--out", "teacher.pt"])
-    train.main([*common, "--arch", "bn-conv-slim", "--teacher", "teacher.pt",
+    train.main([*common, "--arch", "bn-conv", "--out", "other.pt", "--seed", "2"])
+    train.main([*common, "--arch", "bn-conv-slim", "--teacher", "teacher.pt", "other.pt",
                 "--distill-weight", "0.7", "--distill-temperature", "4", "--out", "student.pt"])
     weights = tmp_path / "weights"
     card = json.loads((weights / "student.json").read_text())
     assert card["architecture"] == "bn-conv-slim"
     taught = card["distilled_from"]
-    assert taught["weights"] == "teacher.pt" and taught["architecture"] == "classic"
-    assert taught["sha256"] == file_sha256(weights / "teacher.pt")
+    assert [teacher["weights"] for teacher in taught["teachers"]] == ["teacher.pt", "other.pt"]
+    assert [teacher["architecture"] for teacher in taught["teachers"]] == ["classic", "bn-conv"]
+    assert taught["teachers"][0]["sha256"] == file_sha256(weights / "teacher.pt")
     assert (taught["weight"], taught["temperature"]) == (0.7, 4.0)
     assert DigitClassifier(weights / "student.pt", device="cpu").architecture == "bn-conv-slim"
 
@@ -72,15 +74,29 @@ def test_the_loss_blends_the_labels_with_the_teachers_softened_answers():
     disagreeing = torch.randn(16, 10)
     labels_only = F.cross_entropy(disagreeing, targets)
     assert torch.isclose(train.training_loss(disagreeing, targets, inputs), labels_only)
-    only_teacher = train.Teacher(teacher, weight=1.0, temperature=3.0)
+    only_teacher = train.Teacher((teacher,), weight=1.0, temperature=3.0)
     # answering as the teacher does leaves nothing to learn from it, whatever the labels
     assert train.training_loss(agreeing, targets, inputs, teacher=only_teacher).item() \
         == pytest.approx(0.0, abs=1e-5)
     assert train.training_loss(disagreeing, targets, inputs, teacher=only_teacher) > 0.1
-    half = train.Teacher(teacher, weight=0.5, temperature=3.0)
+    half = train.Teacher((teacher,), weight=0.5, temperature=3.0)
     blended = train.training_loss(disagreeing, targets, inputs, teacher=half)
     taught = train.training_loss(disagreeing, targets, inputs, teacher=only_teacher)
     assert torch.isclose(blended, 0.5 * labels_only + 0.5 * taught)
+
+
+def test_several_teachers_teach_their_mean_softened_probabilities():
+    torch.manual_seed(0)
+    first, second = nn.Linear(4, 10), nn.Linear(4, 10)
+    inputs = torch.randn(16, 4)
+    ensemble = train.Teacher((first, second), weight=1.0, temperature=2.0)
+    with torch.no_grad():
+        mean = (F.softmax(first(inputs) / 2, dim=1) + F.softmax(second(inputs) / 2, dim=1)) / 2
+    assert torch.allclose(ensemble.softened(inputs).exp(), mean, atol=1e-6)
+    # one network taught twice over teaches what it teaches alone
+    twice = train.Teacher((first, first), weight=1.0, temperature=2.0)
+    alone = train.Teacher((first,), weight=1.0, temperature=2.0)
+    assert torch.allclose(twice.softened(inputs), alone.softened(inputs), atol=1e-6)
 
 
 def write_idx(path, array: np.ndarray) -> None:

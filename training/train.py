@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import math
 import os
 import random
 import shlex
@@ -77,12 +78,20 @@ def seed_everything(seed: int, device: torch.device) -> None:
 
 @dataclass(frozen=True)
 class Teacher:
-    """A trained network whose softened answers a new network learns as well as the labels
-    (knowledge distillation, Hinton, Vinyals and Dean 2015)."""
+    """Trained networks whose softened answers a new network learns as well as the labels
+    (knowledge distillation, Hinton, Vinyals and Dean 2015). Several networks teach as one
+    ensemble: their softened probabilities averaged."""
 
-    network: torch.nn.Module
+    networks: tuple[torch.nn.Module, ...]
     weight: float  # the share of the loss that is the teacher's, the rest the labels'
     temperature: float
+
+    def softened(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The log of the ensemble's mean probabilities at the temperature."""
+        with torch.no_grad():
+            answers = torch.stack([F.log_softmax(network(inputs) / self.temperature, dim=1)
+                                   for network in self.networks])
+            return torch.logsumexp(answers, dim=0) - math.log(len(self.networks))
 
 
 def training_loss(logits: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor,
@@ -92,10 +101,8 @@ def training_loss(logits: torch.Tensor, targets: torch.Tensor, inputs: torch.Ten
     if teacher is None:
         return loss
     temperature = teacher.temperature
-    with torch.no_grad():
-        taught = F.log_softmax(teacher.network(inputs) / temperature, dim=1)
     # Scaled by the temperature squared, so the soft targets' gradients keep their size.
-    distilled = F.kl_div(F.log_softmax(logits / temperature, dim=1), taught,
+    distilled = F.kl_div(F.log_softmax(logits / temperature, dim=1), teacher.softened(inputs),
                          log_target=True, reduction="batchmean") * temperature**2
     return (1 - teacher.weight) * loss + teacher.weight * distilled
 
@@ -159,15 +166,18 @@ def initialise(network: torch.nn.Module, name: str, architecture: str) -> dict[s
 
 
 def load_teacher(args: argparse.Namespace, device: torch.device) -> tuple[Teacher, dict]:
-    """The ``--teacher`` weights (checked against their card) as a frozen ``Teacher``,
-    and their record for the new card."""
-    path = folder_paths.get_full_path("weights", args.teacher)
-    network = build_network(WeightsCard.read(path).architecture)
-    card = load_committed(network, args.teacher)
-    teacher = Teacher(network.to(device).eval().requires_grad_(False), args.distill_weight,
-                      args.distill_temperature)
-    return teacher, {**weights_record(args.teacher, card), "architecture": card.architecture,
-                     "weight": teacher.weight, "temperature": teacher.temperature}
+    """The ``--teacher`` weights (each checked against its card) as one frozen ``Teacher``,
+    and their records for the new card."""
+    networks, records = [], []
+    for name in args.teacher:
+        card = WeightsCard.read(folder_paths.get_full_path("weights", name))
+        network = build_network(card.architecture)
+        load_committed(network, name)
+        networks.append(network.to(device).eval().requires_grad_(False))
+        records.append({**weights_record(name, card), "architecture": card.architecture})
+    teacher = Teacher(tuple(networks), args.distill_weight, args.distill_temperature)
+    return teacher, {"teachers": records, "weight": teacher.weight,
+                     "temperature": teacher.temperature}
 
 
 def load_committed(network: torch.nn.Module, name: str,
@@ -212,9 +222,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--init", help="start from these weights (a file name inside weights/, "
                                        "checked against its card) instead of from scratch")
-    parser.add_argument("--teacher", help="also learn the softened answers of these weights "
-                                          "(a file name inside weights/, checked against its "
-                                          "card): knowledge distillation")
+    parser.add_argument("--teacher", nargs="+",
+                        help="also learn the softened answers of these weights (file names "
+                             "inside weights/, each checked against its card; several teach "
+                             "as one ensemble): knowledge distillation")
     parser.add_argument("--distill-weight", type=float, default=0.5,
                         help="the teacher's share of the loss (the labels have the rest)")
     parser.add_argument("--distill-temperature", type=float, default=3.0,
