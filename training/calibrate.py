@@ -54,7 +54,7 @@ ECE_BINS = 15
 FIT_PER_KIND = 700  # generated non-digits of each kind to fit the head on
 FIT_SEED = 7  # seeds the variation of the fitting digits
 # The share of the varied training digits the head may call non-digits: its threshold
-# (1%: with the served weights it flags 0.9% of the held-out digits; see the README).
+# (1%: with the served weights it flags 0.6% of the held-out digits; see the README).
 DIGIT_FLAG_SHARE = 0.01
 # Below this calibrated confidence an answer is "low_confidence".
 LOW_CONFIDENCE_BELOW = 0.5

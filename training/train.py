@@ -10,8 +10,8 @@ cycled through, or with ``--copies 0`` afresh every epoch) and then passes
 through ``imaging.preprocess.normalise_digit``, exactly the chain a 28x28
 upload goes through, so the network learns from what it is served; validation
 digits go through that chain unvaried. With ``--teacher`` the network also
-learns a trained network's softened answers (knowledge distillation): that is
-how the served ``bn-conv-slim`` weights learnt from ``bn-conv.pt``.
+learns trained networks' softened answers (knowledge distillation): that is
+how the served ``bn-conv-slim`` weights learnt from ``bn-conv`` networks.
 """
 
 from __future__ import annotations
@@ -162,7 +162,9 @@ def training_loader(images: np.ndarray, labels: np.ndarray, args: argparse.Names
 
 def initialise(network: torch.nn.Module, name: str, architecture: str) -> dict[str, str]:
     """Load the weights file ``name`` (checked against its card) into ``network``; their record."""
-    return weights_record(name, load_committed(network, name, architecture))
+    card, state = read_committed(name, architecture)
+    network.load_state_dict(state)
+    return weights_record(name, card)
 
 
 def load_teacher(args: argparse.Namespace, device: torch.device) -> tuple[Teacher, dict]:
@@ -170,9 +172,9 @@ def load_teacher(args: argparse.Namespace, device: torch.device) -> tuple[Teache
     and their records for the new card."""
     networks, records = [], []
     for name in args.teacher:
-        card = WeightsCard.read(folder_paths.get_full_path("weights", name))
+        card, state = read_committed(name)
         network = build_network(card.architecture)
-        load_committed(network, name)
+        network.load_state_dict(state)
         networks.append(network.to(device).eval().requires_grad_(False))
         records.append({**weights_record(name, card), "architecture": card.architecture})
     teacher = Teacher(tuple(networks), args.distill_weight, args.distill_temperature)
@@ -180,17 +182,16 @@ def load_teacher(args: argparse.Namespace, device: torch.device) -> tuple[Teache
                      "temperature": teacher.temperature}
 
 
-def load_committed(network: torch.nn.Module, name: str,
-                   architecture: str | None = None) -> WeightsCard:
-    """Load the weights file ``name`` inside weights/ into ``network`` if its card's sha256
-    matches (and its architecture is ``architecture``, where given); its card."""
+def read_committed(name: str, architecture: str | None = None) -> tuple[WeightsCard, dict]:
+    """The card of the weights file ``name`` inside weights/ and its state dict, read only
+    if the file's sha256 matches the card's (and its architecture is ``architecture``,
+    where given)."""
     path = folder_paths.get_full_path("weights", name)
     card = WeightsCard.read(path)
     if architecture is not None and card.architecture != architecture:
         raise SystemExit(f"error: {name} holds {card.architecture!r} weights, not {architecture!r}")
     data = read_checked(path, card.sha256)
-    network.load_state_dict(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
-    return card
+    return card, torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
 def weights_record(name: str, card: WeightsCard) -> dict[str, str]:
