@@ -5,9 +5,10 @@
     python benchmarks/bench_accuracy.py --json out.json  # also as JSON, to compare two trees
 
 Every upload kind of ``tests/synthetic_uploads.py``, plus the held-out digits
-as plain 28x28 PNGs, is made from the held-out test fixture and goes through
-the service's own chain (``Chain.prepare`` then ``Chain.read_numbers``): an
-upload is right when the number read is its digit. Preprocessing (decode to
+as plain 28x28 PNGs (and, totalled apart, the digits on ruled paper), is made
+from the held-out test fixture and goes through the service's own chain
+(``Chain.prepare`` then ``Chain.read_numbers``): an upload is right when the
+number read is its digit. Preprocessing (decode to
 the candidate digits, segmentation included) is timed per upload (median and
 90th percentile). Run it in two checkouts, the
 baseline and the change, one after the other on the same machine: speed and
@@ -31,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from synthetic_uploads import UPLOAD_KINDS, make_upload  # noqa: E402
+from synthetic_uploads import RULED_KINDS, UPLOAD_KINDS, make_upload  # noqa: E402
 
 import folder_paths  # noqa: E402
 from imaging.errors import PreprocessError  # noqa: E402
@@ -104,15 +105,17 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     results = {}
     print(f"{'kind':24s} {'right':>9s} {'accuracy':>9s} {'refused':>8s} "
           f"{'prep median ms':>15s} {'prep p90 ms':>12s}")
-    for kind in ["mnist-28-png", *UPLOAD_KINDS]:
-        result = measure_kind(chain, classifier, uploads_of(kind, images), labels)
-        results[kind] = result
-        print(f"{kind:24s} {result['correct']:>4d}/{result['count']:<4d} "
-              f"{result['accuracy']:9.2%} {result['refused']:8d} "
-              f"{result['preprocess_ms_median']:15.2f} {result['preprocess_ms_p90']:12.2f}")
-    right = sum(r["correct"] for k, r in results.items() if k != "mnist-28-png")
-    total = sum(r["count"] for k, r in results.items() if k != "mnist-28-png")
-    print(f"{'all upload kinds':24s} {right:>4d}/{total:<4d} {right / total:9.2%}")
+    for kinds, name in ((["mnist-28-png", *UPLOAD_KINDS], "all upload kinds"),
+                        (list(RULED_KINDS), "ruled paper kinds")):
+        for kind in kinds:
+            result = measure_kind(chain, classifier, uploads_of(kind, images), labels)
+            results[kind] = result
+            print(f"{kind:24s} {result['correct']:>4d}/{result['count']:<4d} "
+                  f"{result['accuracy']:9.2%} {result['refused']:8d} "
+                  f"{result['preprocess_ms_median']:15.2f} {result['preprocess_ms_p90']:12.2f}")
+        right = sum(results[k]["correct"] for k in kinds if k != "mnist-28-png")
+        total = sum(results[k]["count"] for k in kinds if k != "mnist-28-png")
+        print(f"{name:24s} {right:>4d}/{total:<4d} {right / total:9.2%}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return results

@@ -26,6 +26,7 @@ from imaging.errors import NoDigitError
 from imaging.normalise import ink_bounds
 from imaging.opencv import cv2
 from imaging.pixels import shrink, to_grayscale
+from imaging.ruling import without_ruling
 
 # The whole image is searched for ink at most this large (longer side): small
 # enough to be quick, large enough that a thin faint stroke is not averaged away ...
@@ -73,21 +74,24 @@ EDGE_LEAN = 0.05
 UNIFORM_PAPER_SHARE = 0.5
 
 
-def ink_map(gray: np.ndarray) -> np.ndarray:
-    """Ink as bright values on a zero background, whatever the paper, the light or the pen."""
-    return ink_on_paper(gray, uniform_paper_level(gray))
+def ink_map(gray: np.ndarray, ruled: bool = False) -> np.ndarray:
+    """Ink as bright values on a zero background, whatever the paper, the light or the pen;
+    without the ruling of notebook or squared paper (``ruled``: the page is known to be
+    ruled, see ``isolate_ink``)."""
+    return ink_on_paper(gray, uniform_paper_level(gray), ruled=ruled)[0]
 
 
-def ink_on_paper(gray: np.ndarray, level: float | None,
-                 min_contrast: float = MIN_INK_CONTRAST) -> np.ndarray:
-    """``ink_map`` for paper that ``uniform_paper_level`` found flat at ``level``, or not (None).
+def ink_on_paper(gray: np.ndarray, level: float | None, min_contrast: float = MIN_INK_CONTRAST,
+                 ruled: bool = False) -> tuple[np.ndarray, bool]:
+    """``ink_map`` for paper that ``uniform_paper_level`` found flat at ``level``, or not
+    (None), and whether the paper is ruled (``isolate_ink``).
 
     Flat paper needs no fitted surface: it is the level itself, which is what
     the fit would find on it, at a fraction of the cost.
     """
     if level is not None:
-        return isolate_ink(ink_above_flat_paper(gray, level), min_contrast)
-    return isolate_ink(flatten_background(orient_ink(gray)), min_contrast)
+        return isolate_ink(ink_above_flat_paper(gray, level), min_contrast, ruled)
+    return isolate_ink(flatten_background(orient_ink(gray)), min_contrast, ruled)
 
 
 def uniform_paper_level(gray: np.ndarray) -> float | None:
@@ -211,24 +215,35 @@ def quadratic_surface(coefficients: np.ndarray, shape: tuple[int, int]) -> np.nd
     return by_row[:, None] + by_column[None, :] + cxy * np.outer(y, x)
 
 
-def isolate_ink(flat: np.ndarray, min_contrast: float = MIN_INK_CONTRAST) -> np.ndarray:
-    """Only the ink, scaled so the strongest is 255; raises ``NoDigitError`` when there is none.
+def isolate_ink(flat: np.ndarray, min_contrast: float = MIN_INK_CONTRAST,
+                ruled: bool = False) -> tuple[np.ndarray, bool]:
+    """Only the ink, scaled so the strongest is 255, and whether ruling was found and erased;
+    raises ``NoDigitError`` when there is no ink.
 
     The paper's level and the strongest ink are read on a 3x3-smoothed copy,
     where the paper's grain and noise have faded. The level is a low
     percentile (``paper_level``), so that a digit covering most of the
     picture does not pass for paper. The strongest ink must stand
     ``min_contrast`` above the paper; pixels fainter than ``INK_FLOOR`` of it
-    are paper.
+    are paper. The lines of ruled paper are erased before that floor, which
+    would leave the bits of them that touch the digit (``imaging.ruling``;
+    ``ruled``: the page is known to be ruled, so one line is enough).
     """
     smooth = mean3x3(flat)
     paper = paper_level(smooth)
     peak = float(smooth.max()) - paper
     if peak < min_contrast:
         raise NoDigitError("no digit was found in the image")
-    ink = np.clip((flat - paper) * (255.0 / peak), 0.0, 255.0)
+    ink, ruled_here = without_ruling(np.clip((flat - paper) * (255.0 / peak), 0.0, 255.0), ruled)
+    if ruled_here:  # the contrast and the floor are judged again on what the ruling left
+        smooth = mean3x3(ink)
+        left = float(smooth.max())
+        if left < min_contrast * 255.0 / peak:
+            raise NoDigitError("no digit was found in the image")
+        ink = np.clip(ink * (255.0 / left), 0.0, 255.0)
+        smooth, paper, peak = smooth * (255.0 / left), 0.0, 255.0
     ink[smooth <= paper + INK_FLOOR * peak] = 0.0
-    return ink
+    return ink, ruled or ruled_here
 
 
 def paper_level(smooth: np.ndarray) -> float:
@@ -271,9 +286,11 @@ def region_around_ink(image: Image.Image, survey: Image.Image,
     )
 
 
-def read_digit(image: Image.Image, region: tuple[int, int, int, int]) -> np.ndarray:
-    """The ink map of ``region``, read at most ``READ_SIZE`` pixels on its longer side."""
-    return ink_map(to_grayscale(shrink(image.crop(region), READ_SIZE)))
+def read_digit(image: Image.Image, region: tuple[int, int, int, int],
+               ruled: bool = False) -> np.ndarray:
+    """The ink map of ``region``, read at most ``READ_SIZE`` pixels on its longer side
+    (``ruled``: on a page known to be ruled)."""
+    return ink_map(to_grayscale(shrink(image.crop(region), READ_SIZE)), ruled)
 
 
 @dataclass(frozen=True)
@@ -307,20 +324,20 @@ def locate_ink(image: Image.Image) -> InkMap:
     gray = to_grayscale(survey)
     level = uniform_paper_level(gray)
     try:
-        ink = ink_on_paper(gray, level)
+        ink, ruled = ink_on_paper(gray, level)
     except NoDigitError:
         if survey is not image:
             return thin_stroke_ink(image, gray)
         if max(gray.shape) >= SMALL_PICTURE:
             raise
-        ink = ink_on_paper(enlarged(gray), level,
-                           max(MIN_INK_CONTRAST, SMALL_INK_TO_GRAIN * grain(gray)))
+        ink, _ = ink_on_paper(enlarged(gray), level,
+                              max(MIN_INK_CONTRAST, SMALL_INK_TO_GRAIN * grain(gray)))
         return InkMap(ink, upload_region(image, (0, 0, image.width, image.height)))
     if survey is image and level is not None:
         region = (0, 0, image.width, image.height)
     else:
         region = region_around_ink(image, survey, ink)
-        ink = read_digit(image, region)
+        ink = read_digit(image, region, ruled)
     return InkMap(ink, upload_region(image, region))
 
 
@@ -345,8 +362,8 @@ def thin_stroke_ink(image: Image.Image, survey: np.ndarray) -> InkMap:
         extreme = np.min if keep_dark else np.max
         reduced = extreme(extreme(bands, axis=1).reshape(rows, cols, factor), axis=2)
         try:
-            ink = ink_on_paper(reduced, uniform_paper_level(reduced),
-                               max(MIN_INK_CONTRAST, SMALL_INK_TO_GRAIN * grain(reduced)))
+            ink, _ = ink_on_paper(reduced, uniform_paper_level(reduced),
+                                  max(MIN_INK_CONTRAST, SMALL_INK_TO_GRAIN * grain(reduced)))
         except NoDigitError:
             continue
         if longest_piece(ink) >= THIN_STROKE_EXTENT * max(ink.shape):

@@ -5,6 +5,8 @@ Each maker takes one 28x28 MNIST digit (white on black) and a seeded
 send it: on paper, photographed, drawn on a canvas, in colour, small on a big
 page, in thick marker or faint pencil. ``UPLOAD_KINDS`` names them all with
 the file format each is sent in; ``make_upload`` makes the file's bytes.
+``RULED_KINDS`` are the same on notebook and squared paper, scanned or
+photographed, whose ruling crosses the digit.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import io
 from collections.abc import Callable
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
 
 Colour = tuple[int, int, int]
 
@@ -27,6 +29,15 @@ INK_ON_PAPER: list[tuple[Colour, Colour]] = [
     ((235, 235, 225), (40, 85, 60)),  # white chalk on a green board
     ((250, 220, 60), (30, 40, 110)),  # yellow paint pen on dark blue card
 ]
+
+# (ruling, paper) colours of notebooks and squared paper, and the pens people write on them with.
+RULING_ON_PAPER: list[tuple[Colour, Colour]] = [
+    ((150, 190, 235), (250, 250, 245)),  # light blue lines on white
+    ((120, 160, 220), (248, 248, 240)),  # blue lines
+    ((170, 170, 170), (252, 252, 252)),  # gray squares
+    ((200, 140, 140), (250, 248, 240)),  # red squares
+]
+PENS: list[Colour] = [(20, 20, 30), (30, 40, 120), (60, 60, 60)]
 
 # EXIF Orientation -> the transpose that turns the upright picture into the
 # stored pixels (the inverse of what a viewer applies to show it upright).
@@ -249,6 +260,62 @@ def faint_pencil(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
     return to_image(page)
 
 
+def ruling(size: tuple[int, int], spacing: float, rng: np.random.Generator,
+           squared: bool) -> np.ndarray:
+    """The coverage (0..1) of a page's ruling: lines 1 to 3 pixels wide every ``spacing``
+    pixels across it, and down it too on squared paper."""
+    width, height = size
+    page = Image.new("F", size, 0.0)
+    draw = ImageDraw.Draw(page)
+    thickness = int(rng.integers(1, 4))
+    for y in np.arange(rng.uniform(0, spacing), height, spacing):
+        draw.line([(0, y), (width, y)], fill=1.0, width=thickness)
+    if squared:
+        for x in np.arange(rng.uniform(0, spacing), width, spacing):
+            draw.line([(x, 0), (x, height)], fill=1.0, width=thickness)
+    return np.asarray(page, dtype=np.float32)
+
+
+def on_ruled_paper(digit: np.ndarray, rng: np.random.Generator, squared: bool,
+                   photographed_askew: bool) -> np.ndarray:
+    """An RGB float page of ruled (or squared) paper with ``digit`` written on it across the
+    ruling, a fifth to a half of the page high; seen askew by a camera when asked."""
+    size = int(rng.integers(300, 600))
+    height = int(size * rng.uniform(0.2, 0.5))
+    spacing = height / rng.uniform(0.7, 2.0)  # between the lines, or one to two squares high
+    if photographed_askew:  # a larger sheet seen askew, cropped so that it fills the frame
+        sheet = camera_view(ruling((size * 3 // 2,) * 2, spacing, rng, squared), rng)
+        lines = sheet[size // 4:size // 4 + size, size // 4:size // 4 + size]
+    else:
+        lines = ruling((size, size), spacing, rng, squared)
+    top_left = tuple(int(v) for v in rng.integers(height // 2, size - height * 3 // 2, 2))
+    coverage = place(ink_coverage(digit, height), (size, size), top_left)
+    line_colour, paper = RULING_ON_PAPER[int(rng.integers(len(RULING_ON_PAPER)))]
+    page = paint(lines, line_colour, paper)
+    pen = np.array(PENS[int(rng.integers(len(PENS)))], np.float32)
+    return page * (1.0 - coverage[..., None]) + pen * coverage[..., None]
+
+
+def ruled_notebook(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """A digit written across the lines of a notebook page, scanned."""
+    return to_image(on_ruled_paper(digit, rng, squared=False, photographed_askew=False))
+
+
+def squared_paper(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """A digit written on squared paper, scanned."""
+    return to_image(on_ruled_paper(digit, rng, squared=True, photographed_askew=False))
+
+
+def ruled_notebook_photo(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """A notebook page photographed askew in uneven light (before JPEG)."""
+    return photographed(on_ruled_paper(digit, rng, squared=False, photographed_askew=True), rng)
+
+
+def squared_paper_photo(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """Squared paper photographed askew in uneven light (before JPEG)."""
+    return photographed(on_ruled_paper(digit, rng, squared=True, photographed_askew=True), rng)
+
+
 def exif_rotated(picture: Image.Image, orientation: int) -> Image.Image:
     """The stored pixels of ``picture`` as a camera saves them with EXIF ``orientation``."""
     transpose = STORED_FOR_ORIENTATION[orientation]
@@ -287,10 +354,18 @@ UPLOAD_KINDS: dict[str, tuple[Maker, str, dict]] = {
     "exif-rotated-photo": (exif_rotated_photo, "JPEG", {"quality": 85}),
 }
 
+# Digits written across the ruling of notebook and squared paper (``imaging.ruling``).
+RULED_KINDS: dict[str, tuple[Maker, str, dict]] = {
+    "ruled-notebook": (ruled_notebook, "PNG", {}),
+    "squared-paper": (squared_paper, "PNG", {}),
+    "ruled-notebook-photo": (ruled_notebook_photo, "JPEG", {"quality": 85}),
+    "squared-paper-photo": (squared_paper_photo, "JPEG", {"quality": 85}),
+}
+
 
 def make_upload(kind: str, digit: np.ndarray, rng: np.random.Generator) -> bytes:
     """The file bytes of one upload of ``kind`` showing ``digit``."""
-    maker, format, options = UPLOAD_KINDS[kind]
+    maker, format, options = {**UPLOAD_KINDS, **RULED_KINDS}[kind]
     if format == "PNG":
         options = {"compress_level": 1, **options}  # quick to write; read the same
     return encode_upload(maker(digit, rng), format, **options)
