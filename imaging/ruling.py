@@ -9,9 +9,9 @@
         drop_debris         small pieces left along the erased lines
 
 A line of a ruled page is a thin straight stroke running across the whole
-picture, one of several parallel at an even spacing; a digit's straight
-strokes (a 7's bar, a 1) are shorter, thicker, or alone. Where a pen stroke
-crosses a line it is darker than the line alone, and is kept.
+picture, one of several parallel; a digit's straight strokes (a 7's bar, a
+1) are shorter, thicker, or alone. Where a pen stroke crosses a line it is
+darker than the line alone, and is kept.
 """
 
 from __future__ import annotations
@@ -30,9 +30,6 @@ RULING_MIN_SIZE = 64
 RULING_INK = 38.0
 # A ruling line runs straight across at least this share of the picture's width (height) ...
 RULING_SPAN = 0.6
-# It is found in straight pieces at least this share long (a pen stroke crossing it, or
-# running along it, breaks it), gathered into one line when they lie on one another ...
-RULING_PIECE = 0.25
 # ... at most this many degrees off the horizontal (vertical), as on a page photographed askew,
 RULING_TILT = 10.0
 # ... at most this many pixels thick, or this share of the picture's longer side;
@@ -40,6 +37,9 @@ RULING_THICKNESS = 4
 RULING_THICKNESS_SHARE = 0.02
 # ... and is one of at least this many, parallel.
 MIN_RULINGS = 2
+# It is found in straight pieces at least this share of the picture's side long (a pen stroke
+# crossing it, or running along it, breaks it), gathered into one line when they lie on it.
+RULING_PIECE = 0.25
 # Lines whose tilts differ by at most this many degrees are parallel (in a photo taken at a
 # slant, the page's parallel lines converge a little).
 PARALLEL = 5.0
