@@ -97,3 +97,13 @@ bench-ops: $(VENV)/.installed
 .PHONY: bench-versions
 bench-versions: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_versions.py --before $(BEFORE) $(ARGS)
+
+# Accuracy and preprocessing time per upload kind (ARGS="--per-kind 100" is quicker).
+.PHONY: bench-accuracy
+bench-accuracy: $(VENV)/.installed
+	$(BIN)/python benchmarks/bench_accuracy.py $(ARGS)
+
+# Each upload kind with and without the ruling step of imaging/ruling.py, in turn.
+.PHONY: bench-ruling
+bench-ruling: $(VENV)/.installed
+	$(BIN)/python benchmarks/bench_ruling.py $(ARGS)
