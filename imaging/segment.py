@@ -58,6 +58,9 @@ from imaging.pairs import pair_input
 LINE_SHARE = 0.7
 # Components smaller than this share of the largest are specks of noise, not strokes.
 SPECK_SHARE = 0.03
+# A component at least this many times as wide as it is tall, lying below all the other
+# ink and at least as wide as all of it, underlines the number: it is no digit's stroke.
+UNDERLINE_ASPECT = 8.0
 # Two groups are one digit when their columns overlap by this share of the narrower one.
 SAME_DIGIT_OVERLAP = 0.6
 # A group lower than this share of the line's height is a fragment of a digit (a bar,
@@ -276,6 +279,26 @@ def label_components(ink: np.ndarray,
         return None
     _count, labels, stats, _centres = cv2.connectedComponentsWithStats(mask, connectivity=8)
     return labels, stats
+
+
+def underline_of(stats: np.ndarray) -> int | None:
+    """The component (its label) that underlines the rest of the ink, if one does: flat
+    (``UNDERLINE_ASPECT``), wholly below every other piece that is not a speck, and reaching
+    at least as far left and right as all of them."""
+    boxes = stats[1:, :5].astype(float)
+    largest = float(boxes[:, 4].max())
+    pieces = [label for label, box in enumerate(boxes, start=1) if box[4] >= SPECK_SHARE * largest]
+    for label in pieces:
+        x, y, w, h, _area = boxes[label - 1]
+        others = [boxes[other - 1] for other in pieces if other != label]
+        if not others or w < UNDERLINE_ASPECT * h:
+            continue
+        left = min(box[0] for box in others)
+        right = max(box[0] + box[2] for box in others)
+        bottom = max(box[1] + box[3] for box in others)
+        if y >= bottom and x <= left and x + w >= right:
+            return label
+    return None
 
 
 def group_by_overlap(stats: np.ndarray, mass: np.ndarray) -> list[Group]:
@@ -539,6 +562,9 @@ def segment_line(ink_map: InkMap, cut: bool = False) -> Segmentation:
     if components is None:
         return lone_digit(ink_map)
     labels, stats = components
+    underline = underline_of(stats)
+    if underline is not None:
+        return segment_line(InkMap(np.where(labels == underline, 0.0, ink), ink_map.region), cut)
     groups = group_by_overlap(stats, np.bincount(labels.ravel(), weights=ink.ravel()))
     height = line_height(groups)
     if len(groups) > 1:

@@ -19,7 +19,16 @@ from imaging.decode import decode_upload
 from imaging.ink import InkMap, locate_ink
 from imaging.normalise import prepare_ink
 from imaging.preprocess import preprocess_image
-from imaging.segment import Candidate, Segmentation, Shape, choose, cut_lone, segment
+from imaging.segment import (
+    Candidate,
+    Segmentation,
+    Shape,
+    choose,
+    cut_lone,
+    label_components,
+    segment,
+    underline_of,
+)
 from model import DigitClassifier
 from serving.chain import Chain
 
@@ -120,6 +129,45 @@ def test_a_broken_stroke_is_joined_into_one_digit():
     segmentation = segment(locate_ink(decode_upload(encode_image(page))))
     order = choose(segmentation, [1.0] * len(segmentation.candidates))
     assert len(order) == 1
+
+
+def underlined(digits: list[np.ndarray], touching: bool = False) -> Image.Image:
+    """``digits`` written in a row on paper with a line drawn under the whole number."""
+    page, boxes = page_with(digits, [20 + 100 * i for i in range(len(digits))])
+    bottom = max(box[3] for box in boxes)
+    draw = ImageDraw.Draw(page)
+    y = bottom - 2 if touching else bottom + 10
+    draw.line([(10, y), (page.width - 10, y)], fill=60, width=3)
+    return page
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_an_underlined_number_is_read_without_its_line(number_client, heldout_all, count):
+    images, labels = heldout_all
+    right = total = 0
+    for first in range(0, 60, 3):
+        indices = [first + 7 * i for i in range(count)]
+        response = upload(number_client, encode_image(underlined([images[i] for i in indices])))
+        assert response.status_code == 200
+        right += response.get_json()["number"] == "".join(str(labels[i]) for i in indices)
+        total += 1
+    assert right >= 0.9 * total
+
+
+def test_a_detached_bar_or_flag_is_no_underline():
+    # A 5's flag lies above the body, a 2's detached base is no wider than the 2: both stay.
+    page = Image.new("L", (200, 200), 255)
+    draw = ImageDraw.Draw(page)
+    draw.arc([60, 40, 130, 110], start=180, end=20, fill=0, width=7)
+    draw.line([(125, 60), (65, 140)], fill=0, width=7)
+    draw.line([(65, 152), (130, 152)], fill=0, width=7)  # the base, apart from the stroke
+    ink_map = locate_ink(decode_upload(encode_image(page)))
+    labels, stats = label_components(ink_map.ink, whole=True)
+    assert underline_of(stats) is None
+    # the same base drawn wider than the whole 2 does underline it
+    draw.line([(30, 175), (170, 175)], fill=0, width=3)
+    labels, stats = label_components(locate_ink(decode_upload(encode_image(page))).ink, whole=True)
+    assert underline_of(stats) is not None
 
 
 def test_one_digit_answers_as_before_plus_its_digit_and_number(number_client, heldout_digits):
