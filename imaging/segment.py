@@ -61,6 +61,11 @@ SPECK_SHARE = 0.03
 # A component at least this many times as wide as it is tall, lying below all the other
 # ink and at least as wide as all of it, underlines the number: it is no digit's stroke.
 UNDERLINE_ASPECT = 8.0
+# A component whose box holds all the other ink, and whose ink runs along every side of
+# that box (this share of each side's length) within this share of the box's shorter side,
+# and nowhere else, is a printed box the number was written in.
+FRAME_SIDES = 0.8
+FRAME_BAND = 0.08
 # Two groups are one digit when their columns overlap by this share of the narrower one.
 SAME_DIGIT_OVERLAP = 0.6
 # A group lower than this share of the line's height is a fragment of a digit (a bar,
@@ -297,6 +302,30 @@ def underline_of(stats: np.ndarray) -> int | None:
         right = max(box[0] + box[2] for box in others)
         bottom = max(box[1] + box[3] for box in others)
         if y >= bottom and x <= left and x + w >= right:
+            return label
+    return None
+
+
+def frame_of(labels: np.ndarray, stats: np.ndarray) -> int | None:
+    """The component (its label) that frames the rest of the ink, if one does: a box drawn
+    around it (``FRAME_SIDES``, ``FRAME_BAND``), holding every other piece that is not a
+    speck."""
+    boxes = stats[1:, :5].astype(int)
+    largest = int(boxes[:, 4].max())
+    pieces = [label for label, box in enumerate(boxes, start=1) if box[4] >= SPECK_SHARE * largest]
+    for label in pieces:
+        x, y, w, h, area = boxes[label - 1]
+        band = max(2, math.ceil(FRAME_BAND * min(w, h)))
+        others = [boxes[other - 1] for other in pieces if other != label]
+        if not others or area > 2 * (w + h) * band or not all(
+                x < ox and y < oy and ox + ow < x + w and oy + oh < y + h
+                for ox, oy, ow, oh, _ in others):
+            continue
+        own = labels[y:y + h, x:x + w] == label
+        sides = (own[:band].any(axis=0), own[-band:].any(axis=0),
+                 own[:, :band].any(axis=1), own[:, -band:].any(axis=1))
+        inside = own[band:-band, band:-band]
+        if all(side.mean() >= FRAME_SIDES for side in sides) and not inside.any():
             return label
     return None
 
@@ -562,9 +591,11 @@ def segment_line(ink_map: InkMap, cut: bool = False) -> Segmentation:
     if components is None:
         return lone_digit(ink_map)
     labels, stats = components
-    underline = underline_of(stats)
-    if underline is not None:
-        return segment_line(InkMap(np.where(labels == underline, 0.0, ink), ink_map.region), cut)
+    guide = underline_of(stats)
+    if guide is None:
+        guide = frame_of(labels, stats)
+    if guide is not None:
+        return segment_line(InkMap(np.where(labels == guide, 0.0, ink), ink_map.region), cut)
     groups = group_by_overlap(stats, np.bincount(labels.ravel(), weights=ink.ravel()))
     height = line_height(groups)
     if len(groups) > 1:

@@ -25,6 +25,7 @@ from imaging.segment import (
     Shape,
     choose,
     cut_lone,
+    frame_of,
     label_components,
     segment,
     underline_of,
@@ -152,6 +153,40 @@ def test_an_underlined_number_is_read_without_its_line(number_client, heldout_al
         right += response.get_json()["number"] == "".join(str(labels[i]) for i in indices)
         total += 1
     assert right >= 0.9 * total
+
+
+def boxed(digits: list[np.ndarray], margin: int = 20) -> Image.Image:
+    """``digits`` written in a row inside a printed box, ``margin`` pixels in from the page,
+    with room around them as on a form."""
+    page, _ = page_with(digits, [90 + 130 * i for i in range(len(digits))], top=90, scale=4)
+    draw = ImageDraw.Draw(page)
+    draw.rectangle([margin, margin, page.width - 1 - margin, page.height - 1 - margin],
+                   outline=40, width=3)
+    return page
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_a_number_in_a_printed_box_is_read_without_the_box(number_client, heldout_all, count):
+    images, labels = heldout_all
+    right = total = 0
+    for first in range(1, 61, 3):
+        indices = [first + 7 * i for i in range(count)]
+        response = upload(number_client, encode_image(boxed([images[i] for i in indices])))
+        assert response.status_code == 200
+        right += response.get_json()["number"] == "".join(str(labels[i]) for i in indices)
+        total += 1
+    assert right >= 0.95 * total, (right, total)
+
+
+def test_a_zero_is_no_frame(heldout_all):
+    # a 0 encloses nothing, and a 0 drawn around a speck of dust still frames no digit
+    images, labels = heldout_all
+    zero = images[int(np.flatnonzero(labels == 0)[0])]
+    page, _ = page_with([zero], [40])
+    ImageDraw.Draw(page).ellipse([80, 80, 82, 82], fill=0)
+    labels_, stats = label_components(locate_ink(decode_upload(encode_image(page))).ink,
+                                      whole=True)
+    assert frame_of(labels_, stats) is None
 
 
 def test_a_detached_bar_or_flag_is_no_underline():
