@@ -9,7 +9,8 @@
         shrink              averaged down to at most READ_SIZE pixels
         to_grayscale        any mode -> 0..255, transparency flattened
         ink_map             orient_ink -> flatten_background -> isolate_ink, or for
-                            flat paper ink_above_flat_paper -> isolate_ink;
+                            flat paper ink_above_flat_paper -> isolate_ink (which erases
+                            the ruling of notebook and squared paper, imaging.ruling);
                             no ink at all -> NoDigitError
 """
 

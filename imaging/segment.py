@@ -4,6 +4,8 @@ the ways the ink could be cut.
     segment(ink_map)          the candidate digits, each prepared the MNIST way, with its box
     cut_lone(segmentation)    ink read whole, cut after all: the network doubted it is one digit
         label_components      connected ink components (OpenCV)
+        underline_of          a line drawn under the number, left out
+        frame_of              a printed box around it, left out
         group_by_overlap      pieces above one another are one digit (a 5's flag, a 7's bar)
         line_height           how tall the digits of the line are
         slices_of             where a wide group may hold two touching digits
