@@ -27,7 +27,7 @@ from imaging.errors import NoDigitError
 from imaging.normalise import ink_bounds
 from imaging.opencv import cv2
 from imaging.pixels import shrink, to_grayscale
-from imaging.ruling import without_ruling
+from imaging.ruling import drop_specks, without_ruling
 
 # The whole image is searched for ink at most this large (longer side): small
 # enough to be quick, large enough that a thin faint stroke is not averaged away ...
@@ -244,6 +244,8 @@ def isolate_ink(flat: np.ndarray, min_contrast: float = MIN_INK_CONTRAST,
         ink = np.clip(ink * (255.0 / left), 0.0, 255.0)
         smooth, paper, peak = smooth * (255.0 / left), 0.0, 255.0
     ink[smooth <= paper + INK_FLOOR * peak] = 0.0
+    if ruled_here:
+        drop_specks(ink)
     return ink, ruled or ruled_here
 
 

@@ -7,6 +7,7 @@
         ruling_lines        those runs gathered into lines, kept when thin and parallel
         erase_lines         the lines' pixels set to paper, where no stronger stroke crosses
         drop_debris         small pieces left along the erased lines
+    drop_specks         after the ink's floor on a ruled page: what is left of lines not found
 
 A line of a ruled page is a thin straight stroke running across the whole
 picture, one of several parallel; a digit's straight strokes (a 7's bar, a
@@ -282,6 +283,18 @@ def line_strength(padded: np.ndarray, line: Line) -> float:
         values = np.max([padded[along + 1, across + 1 + step] for step in (-1, 0, 1)], axis=0)
     values = values[values >= RULING_INK]
     return float(np.median(values)) if values.size else 0.0
+
+
+def drop_specks(ink: np.ndarray) -> None:
+    """Set to paper the pieces of ink under ``DEBRIS_SHARE`` of the largest: on a ruled page,
+    what is left of its lines beyond the ones found (a corner of the frame a line crosses)."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(
+        (ink > 0).view(np.uint8), connectivity=8)
+    if count <= 2:
+        return
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    small = np.concatenate([[False], areas < DEBRIS_SHARE * areas.max()])
+    ink[small[labels]] = 0.0
 
 
 def drop_debris(ink: np.ndarray, bands: np.ndarray) -> None:

@@ -15,7 +15,7 @@ from synthetic_uploads import RULED_KINDS, ink_coverage, make_upload
 
 from imaging.ink import digit_ink
 from imaging.preprocess import preprocess
-from imaging.ruling import CROSSING_STRENGTH, without_ruling
+from imaging.ruling import CROSSING_STRENGTH, DEBRIS_SHARE, drop_specks, without_ruling
 
 # Kind k reads the held-out digits k, k + SUBSETS, ...: 100 digits, ten of each class.
 SUBSETS = 5
@@ -49,6 +49,17 @@ def test_the_lines_are_erased_and_the_digit_kept(heldout_digits):
     # ... and every pixel the pen made darker than a line would be is kept, on the lines too
     pen = PEN * coverage > CROSSING_STRENGTH * LINE
     assert np.all(erased[pen] == ink[pen])
+
+
+def test_specks_are_dropped_and_a_digits_detached_flag_kept():
+    ink = np.zeros((100, 100), np.float32)
+    ink[20:80, 40:50] = PEN  # a stroke of 600 pixels
+    ink[10:14, 52:62] = PEN  # a detached flag of 40: kept
+    ink[95:97, 0:3] = PEN  # the end of a line at the frame's corner: 6, dropped
+    drop_specks(ink)
+    assert ink[20:80, 40:50].min() == PEN and ink[10:14, 52:62].min() == PEN
+    assert ink[95:97, 0:3].max() == 0
+    assert 6 < DEBRIS_SHARE * 600 < 40
 
 
 def test_a_map_without_ruling_is_left_as_it_is(heldout_digits):
