@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from imaging.opencv import cv2
+from imaging.pixels import mean3x3
 
 # Maps smaller than this (longer side) are not looked at: ruling needs room to show.
 RULING_MIN_SIZE = 64
@@ -116,8 +117,7 @@ def without_ruling(ink: np.ndarray, ruled: bool = False) -> tuple[np.ndarray, bo
         return ink, ruled
     erased, bands = erase_lines(ink, lines)
     drop_debris(erased, bands)
-    if len(lines) < BLANK_PAGE_RULINGS and float(
-            cv2.blur(erased, (3, 3), borderType=cv2.BORDER_REPLICATE).max()) < RULING_INK:
+    if len(lines) < BLANK_PAGE_RULINGS and float(mean3x3(erased).max()) < RULING_INK:
         return ink, ruled  # a few thin strokes edge to edge, and nothing else: not ruling
     return erased, True
 

@@ -288,16 +288,22 @@ def label_components(ink: np.ndarray,
     return labels, stats
 
 
+def pieces_of(stats: np.ndarray) -> list[int]:
+    """The labels of the components that are not specks (``SPECK_SHARE`` of the largest)."""
+    areas = stats[:, cv2.CC_STAT_AREA]
+    largest = int(areas[1:].max())
+    return [label for label in range(1, len(stats)) if areas[label] >= SPECK_SHARE * largest]
+
+
 def underline_of(stats: np.ndarray) -> int | None:
     """The component (its label) that underlines the rest of the ink, if one does: flat
     (``UNDERLINE_ASPECT``), wholly below every other piece that is not a speck, and reaching
     at least as far left and right as all of them."""
-    boxes = stats[1:, :5].astype(float)
-    largest = float(boxes[:, 4].max())
-    pieces = [label for label, box in enumerate(boxes, start=1) if box[4] >= SPECK_SHARE * largest]
+    boxes = stats[:, :5].astype(float)
+    pieces = pieces_of(stats)
     for label in pieces:
-        x, y, w, h, _area = boxes[label - 1]
-        others = [boxes[other - 1] for other in pieces if other != label]
+        x, y, w, h, _area = boxes[label]
+        others = [boxes[other] for other in pieces if other != label]
         if not others or w < UNDERLINE_ASPECT * h:
             continue
         left = min(box[0] for box in others)
@@ -312,13 +318,12 @@ def frame_of(labels: np.ndarray, stats: np.ndarray) -> int | None:
     """The component (its label) that frames the rest of the ink, if one does: a box drawn
     around it (``FRAME_SIDES``, ``FRAME_BAND``), holding every other piece that is not a
     speck."""
-    boxes = stats[1:, :5].astype(int)
-    largest = int(boxes[:, 4].max())
-    pieces = [label for label, box in enumerate(boxes, start=1) if box[4] >= SPECK_SHARE * largest]
+    boxes = stats[:, :5].astype(int)
+    pieces = pieces_of(stats)
     for label in pieces:
-        x, y, w, h, area = boxes[label - 1]
+        x, y, w, h, area = boxes[label]
         band = max(2, math.ceil(FRAME_BAND * min(w, h)))
-        others = [boxes[other - 1] for other in pieces if other != label]
+        others = [boxes[other] for other in pieces if other != label]
         if not others or area > 2 * (w + h) * band or not all(
                 x < ox and y < oy and ox + ow < x + w and oy + oh < y + h
                 for ox, oy, ow, oh, _ in others):
@@ -336,12 +341,10 @@ def group_by_overlap(stats: np.ndarray, mass: np.ndarray) -> list[Group]:
     """Components whose columns overlap by ``SAME_DIGIT_OVERLAP`` of the narrower, merged
     until none do, specks left out; sorted left to right. ``mass`` is each component's
     ink."""
-    largest = int(stats[1:, cv2.CC_STAT_AREA].max())
-    groups = [
-        Group((label,), int(x), int(y), int(x + w), int(y + h), float(mass[label]))
-        for label, (x, y, w, h, area) in enumerate(stats[:, :5].tolist())
-        if label > 0 and area >= SPECK_SHARE * largest
-    ]
+    groups = []
+    for label in pieces_of(stats):
+        x, y, w, h = stats[label, :4].tolist()
+        groups.append(Group((label,), x, y, x + w, y + h, float(mass[label])))
     merged = True
     while merged:
         merged = False
