@@ -184,13 +184,31 @@ def ruling_lines(mask: np.ndarray, segments: np.ndarray,
         if lines:
             tilt = float(np.median([line.tilt for line in lines]))
             lines = [line for line in lines if abs(line.tilt - tilt) <= PARALLEL]
-        full[horizontal] = [line for line in lines if line.extent >= RULING_SPAN * span]
-        partial[horizontal] = [line for line in lines if line.extent < RULING_SPAN * span
-                               and runs_off_an_edge(line, span, other)]
+        spanning = [max(line.extent, covered(padded, line, span, other)) >= RULING_SPAN * span
+                    for line in lines]
+        full[horizontal] = [line for line, long in zip(lines, spanning, strict=True) if long]
+        partial[horizontal] = [line for line, long in zip(lines, spanning, strict=True)
+                               if not long and runs_off_an_edge(line, span, other)]
     if max(len(lines) for lines in full.values()) < least:
         return []
     return [line for horizontal in (True, False)
             for line in full[horizontal] + (partial[horizontal] if full[horizontal] else [])]
+
+
+def covered(padded: np.ndarray, line: Line, span: int, other: int) -> float:
+    """How far ``line``, followed across the whole map, runs through the mask (``padded`` by
+    ``PROFILE_REACH``) within a pixel of its thickness, in pixels along its axis. The Hough
+    transform may find a line only between the strokes that cross it; followed, it shows
+    whole."""
+    along = np.arange(span)
+    across = np.rint(line.across_at(along)).astype(int)
+    inside = (across >= 0) & (across < other)
+    along, across = along[inside] + PROFILE_REACH, across[inside] + PROFILE_REACH
+    reach = min(PROFILE_REACH, math.ceil(line.thickness / 2) + 1)
+    across = across[:, None] + np.arange(-reach, reach + 1)
+    values = (padded[across, along[:, None]] if line.horizontal
+              else padded[along[:, None], across])
+    return float(np.count_nonzero(values.any(axis=1)))
 
 
 def runs_off_an_edge(line: Line, span: float, other: float) -> bool:

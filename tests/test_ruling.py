@@ -51,6 +51,21 @@ def test_the_lines_are_erased_and_the_digit_kept(heldout_digits):
     assert np.all(erased[pen] == ink[pen])
 
 
+def test_a_line_that_strokes_cross_into_short_pieces_is_erased_whole():
+    # The strokes leave the vertical line's pieces outside them shorter than the Hough
+    # transform looks for: found between them only, the line is followed across the map.
+    ink = np.zeros((200, 200), np.float32)
+    ink[40:42] = LINE
+    ink[160:162] = LINE
+    ink[:, 99:101] = LINE
+    ink[40:60, 70:130] = PEN
+    ink[140:160, 70:130] = PEN
+    erased, ruled = without_ruling(ink, ruled=True)
+    assert ruled
+    assert erased[ink == LINE].max() == 0
+    assert np.all(erased[ink == PEN] == PEN)
+
+
 def test_specks_are_dropped_and_a_digits_detached_flag_kept():
     ink = np.zeros((100, 100), np.float32)
     ink[20:80, 40:50] = PEN  # a stroke of 600 pixels
