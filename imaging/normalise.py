@@ -97,9 +97,32 @@ def even_out_strokes(digit: np.ndarray, widths: tuple[float, float] = MNIST_STRO
     # more passes than the picture is wide change nothing further (a block of solid ink
     # measures strokes of any width).
     passes = min(passes, max(large.shape))
+    if width > high:
+        passes = thinning_passes(large, passes, high, scale)
+        if passes < 1:
+            return digit
     kernel = np.ones((2 * passes + 1, 2 * passes + 1), dtype=np.uint8)
     morph = cv2.erode if width > high else cv2.dilate
     return crop_to_ink(morph(large.astype(np.float32), kernel, borderType=cv2.BORDER_REPLICATE))
+
+
+def thinning_passes(large: np.ndarray, passes: int, high: float, scale: int) -> int:
+    """``passes``, unless they would thin ``large`` (a digit at ``scale`` times its final
+    size) away altogether: then as many as its measure with paper around it asks, and
+    fewer than it takes to leave nothing.
+
+    ``stroke_width`` does not see the outline along the sides of a digit's box, where ink
+    that fills it across lies (a thick 1): measured so, a bar of 4 pixels seemed 24 wide,
+    and the whole digit was thinned away.
+    """
+    # A pixel outlives a square minimum filter ``p`` pixels either way only when its
+    # chessboard distance to paper is more than ``p``; beyond the map is its edge's ink,
+    # as for the filter (BORDER_REPLICATE).
+    deepest = int(cv2.distanceTransform((large > 0).astype(np.uint8), cv2.DIST_C, 3).max())
+    if passes < deepest:
+        return passes
+    width = stroke_width(np.pad(large, 1)) / scale
+    return min(math.ceil((width - high) * scale / 2), deepest - 1)
 
 
 def fit_to_box(ink: np.ndarray, box: int = BOX_SIZE) -> np.ndarray:

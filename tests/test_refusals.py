@@ -5,7 +5,8 @@ from 16 to 1,000 pixels goes through ``preprocess`` in process (a few digits
 each, a different few per kind), and one of each kind through ``/predict``;
 blank paper, uniform colours, noise-only photos and empty canvases must still
 be refused at every size. A thin pen on a picture of 1,000 to 3,000 pixels, whose
-strokes averaging down wipes out, is found too, while dust on such a page is not.
+strokes averaging down wipes out, is found too, while dust on such a page is not; and
+a broad marker's 1 is thinned, not erased.
 """
 
 import numpy as np
@@ -54,6 +55,20 @@ def test_predict_refuses_every_blank_kind(client, kind):
     response = upload(client, encode_image(BLANK_KINDS[kind](48, np.random.default_rng(0))))
     assert response.status_code == 422
     assert response.get_json()["error"]["code"] == "no_digit_found"
+
+
+@pytest.mark.parametrize("size", [32, 48, 100])
+def test_a_broad_marker_one_is_thinned_not_erased(client, size):
+    # A bar of ink filling its box across, its edge nicked: measured without the outline
+    # along the box's sides, its strokes seemed so wide that thinning erased it all (422).
+    width = size // 6
+    page = np.full((size, size), 245, np.uint8)
+    top, left = size // 10, (size - width) // 2
+    page[top:size - top, left:left + width] = 20
+    page[size // 2:size // 2 + 2, left:left + 2] = 245
+    response = upload(client, encode_image(Image.fromarray(page)))
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["prediction"] == 1
 
 
 @pytest.mark.parametrize("size", THIN_PEN_SIZES)
