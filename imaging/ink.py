@@ -70,6 +70,10 @@ MAD_TO_SIGMA = 1.4826
 AMBIGUOUS_SIDES = 0.8
 # ... and the picture's edge leans to the paper's side by at least this share of it.
 EDGE_LEAN = 0.05
+# A picture whose edge keeps within this share of its range, darkest to lightest pixel (nine
+# tenths of the edge's pixels: a stroke may touch it), is framed by paper, whichever side
+# strays further from the paper's fit.
+EVEN_EDGE = 0.1
 # Paper is taken as flat when at least this share of the pixels hold exactly one
 # level, as in canvas exports, scans cleaned to pure white and MNIST-style files.
 UNIFORM_PAPER_SHARE = 0.5
@@ -122,9 +126,23 @@ def orient_ink(gray: np.ndarray) -> np.ndarray:
 
     The ink is whichever side strays further from the paper, darker (pen on
     paper) or lighter (chalk on a board, white strokes on black). The paper
-    is measured where it lies, so uneven light does not tip the choice.
+    is measured where it lies, so uneven light does not tip the choice; a
+    picture framed by even paper is turned by its frame.
     """
-    return 255.0 - gray if ink_is_dark(mean3x3(gray - paper_surface(gray))) else gray
+    framed = ink_is_dark_within_paper(gray)
+    dark = framed if framed is not None else ink_is_dark(mean3x3(gray - paper_surface(gray)))
+    return 255.0 - gray if dark else gray
+
+
+def ink_is_dark_within_paper(gray: np.ndarray) -> bool | None:
+    """Whether the ink is the dark side of a picture framed by even paper (its edge within
+    ``EVEN_EDGE`` of its range), else None: ink covering most of such a picture (a broad
+    marker) misleads the paper's fit, but not its frame."""
+    low, middle, high = np.percentile(edge_of(gray), (5, 50, 95))
+    darkest, lightest = float(gray.min()), float(gray.max())
+    if high - low > EVEN_EDGE * (lightest - darkest):
+        return None
+    return middle - darkest > lightest - middle
 
 
 def ink_is_dark(difference: np.ndarray) -> bool:
