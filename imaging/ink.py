@@ -138,7 +138,9 @@ def ink_is_dark_within_paper(gray: np.ndarray) -> bool | None:
     """Whether the ink is the dark side of a picture framed by even paper (its edge within
     ``EVEN_EDGE`` of its range), else None: ink covering most of such a picture (a broad
     marker) misleads the paper's fit, but not its frame."""
-    low, middle, high = np.percentile(edge_of(gray), (5, 50, 95))
+    edge = np.sort(edge_of(gray))  # sorted and indexed: np.percentile took 0.1 ms more
+    twentieth = edge.size // 20
+    low, middle, high = (float(edge[i]) for i in (twentieth, edge.size // 2, -1 - twentieth))
     darkest, lightest = float(gray.min()), float(gray.max())
     if high - low > EVEN_EDGE * (lightest - darkest):
         return None
