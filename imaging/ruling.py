@@ -306,13 +306,10 @@ def line_strength(padded: np.ndarray, line: Line) -> float:
 def drop_specks(ink: np.ndarray) -> None:
     """Set to paper the pieces of ink under ``DEBRIS_SHARE`` of the largest: on a ruled page,
     what is left of its lines beyond the ones found (a corner of the frame a line crosses)."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(
-        (ink > 0).view(np.uint8), connectivity=8)
-    if count <= 2:
+    labels, areas = ink_pieces(ink)
+    if len(areas) <= 2:
         return
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    small = np.concatenate([[False], areas < DEBRIS_SHARE * areas.max()])
-    ink[small[labels]] = 0.0
+    ink[(areas < DEBRIS_SHARE * areas[1:].max())[labels]] = 0.0
 
 
 def drop_debris(ink: np.ndarray, bands: np.ndarray) -> None:
@@ -320,14 +317,21 @@ def drop_debris(ink: np.ndarray, bands: np.ndarray) -> None:
     lines crossed, a line's edge in a blurred photo) that are under ``DEBRIS_SHARE`` of the
     largest piece, or under a square ``DEBRIS_SIDE`` of the map's side: a digit read whole
     would otherwise be read with them, and a blank page read as a digit."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(
-        (ink > 0).view(np.uint8), connectivity=8)
-    if count <= 1:
+    labels, areas = ink_pieces(ink)
+    if len(areas) <= 1:
         return
-    areas = stats[1:, cv2.CC_STAT_AREA]
     near = cv2.dilate(bands, np.ones((3, 3), np.uint8)).view(bool)
-    touching = np.zeros(count, bool)
+    touching = np.zeros(len(areas), bool)
     touching[np.unique(labels[near])] = True
-    least = max(DEBRIS_SHARE * areas.max(), (DEBRIS_SIDE * min(ink.shape)) ** 2)
-    small = np.concatenate([[False], areas < least])
-    ink[(touching & small)[labels]] = 0.0
+    least = max(DEBRIS_SHARE * areas[1:].max(), (DEBRIS_SIDE * min(ink.shape)) ** 2)
+    ink[(touching & (areas < least))[labels]] = 0.0
+
+
+def ink_pieces(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each pixel's 8-connected piece of ink (0 for paper) and each piece's area; paper's is
+    the whole map's, so that it is never among the small pieces."""
+    _count, labels, stats, _ = cv2.connectedComponentsWithStats(
+        (ink > 0).view(np.uint8), connectivity=8)
+    areas = stats[:, cv2.CC_STAT_AREA].copy()
+    areas[0] = ink.size
+    return labels, areas
