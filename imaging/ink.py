@@ -8,6 +8,8 @@
     read_digit          that region again, at a resolution fit for the digit:
         shrink              averaged down to at most READ_SIZE pixels
         to_grayscale        any mode -> 0..255, transparency flattened
+        Sheet.cover         the desk around a photographed sheet painted as paper (both
+                            passes; imaging.sheet finds the sheet on the small copy)
         ink_map             orient_ink -> flatten_background -> isolate_ink, or for
                             flat paper ink_above_flat_paper -> isolate_ink (which erases
                             the ruling of notebook and squared paper, imaging.ruling);
@@ -26,8 +28,9 @@ from imaging.decode import UPLOAD_SIZE_KEY
 from imaging.errors import NoDigitError
 from imaging.normalise import ink_bounds
 from imaging.opencv import cv2
-from imaging.pixels import mean3x3, shrink, to_grayscale
+from imaging.pixels import edge_of, mean3x3, shrink, to_grayscale
 from imaging.ruling import drop_specks, without_ruling
+from imaging.sheet import Sheet, find_sheet
 
 # The whole image is searched for ink at most this large (longer side): small
 # enough to be quick, large enough that a thin faint stroke is not averaged away ...
@@ -170,11 +173,6 @@ def ink_is_dark(difference: np.ndarray) -> bool:
     return darker > lighter
 
 
-def edge_of(values: np.ndarray) -> np.ndarray:
-    """The pixels along the four sides of ``values``, each once."""
-    return np.concatenate([values[0], values[-1], values[1:-1, 0], values[1:-1, -1]])
-
-
 def flatten_background(ink: np.ndarray) -> np.ndarray:
     """Bright ink with the paper's uneven light taken away, so the paper sits at 0."""
     return np.clip(ink - paper_surface(ink, ink_is_bright=True), 0.0, None)
@@ -304,10 +302,15 @@ def region_around_ink(image: Image.Image, survey: Image.Image,
 
 
 def read_digit(image: Image.Image, region: tuple[int, int, int, int],
-               ruled: bool = False) -> np.ndarray:
+               ruled: bool = False, sheet: Sheet | None = None,
+               survey_scale: float = 1.0) -> np.ndarray:
     """The ink map of ``region``, read at most ``READ_SIZE`` pixels on its longer side
-    (``ruled``: on a page known to be ruled)."""
-    return ink_map(to_grayscale(shrink(image.crop(region), READ_SIZE)), ruled)
+    (``ruled``: on a page known to be ruled), off ``sheet`` painted as paper (found on a
+    copy of ``image`` scaled by ``survey_scale``)."""
+    gray = to_grayscale(shrink(image.crop(region), READ_SIZE))
+    if sheet is not None:
+        gray = sheet.cover(gray, tuple(side * survey_scale for side in region))
+    return ink_map(gray, ruled)
 
 
 @dataclass(frozen=True)
@@ -340,6 +343,9 @@ def locate_ink(image: Image.Image) -> InkMap:
     survey = shrink(image, SURVEY_SIZE)
     gray = to_grayscale(survey)
     level = uniform_paper_level(gray)
+    sheet = find_sheet(gray) if level is None else None
+    if sheet is not None:
+        gray = sheet.cover(gray)
     try:
         ink, ruled = ink_on_paper(gray, level)
     except NoDigitError:
@@ -354,7 +360,7 @@ def locate_ink(image: Image.Image) -> InkMap:
         region = (0, 0, image.width, image.height)
     else:
         region = region_around_ink(image, survey, ink)
-        ink = read_digit(image, region, ruled)
+        ink = read_digit(image, region, ruled, sheet, survey.width / image.width)
     return InkMap(ink, upload_region(image, region))
 
 

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import urllib3
-from PIL import Image
+from PIL import Image, ImageDraw
 from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.datastructures import FileStorage
 from werkzeug.serving import make_server
@@ -196,3 +196,10 @@ def process_holding(connection: http.client.HTTPConnection, pids: list[int]) -> 
             except OSError:
                 continue
     return None
+
+
+def ring(size: int = 60, ink: float = 30.0, paper: float = 220.0) -> np.ndarray:
+    """A thick ring of ink on paper (float gray values)."""
+    image = Image.new("F", (size, size), paper)
+    ImageDraw.Draw(image).ellipse((10, 10, size - 10, size - 10), outline=ink, width=6)
+    return np.asarray(image, dtype=np.float32)

@@ -196,6 +196,31 @@ def phone_photo(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
     return photographed(paint(coverage, ink, paper), rng)
 
 
+def photo_on_desk(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """A dark pen digit on a sheet of paper photographed on a darker desk, which shows on
+    one to four sides of the sheet (before JPEG)."""
+    width, height = 640, 480
+    sheet_width = int(width * rng.uniform(0.5, 0.9))
+    sheet_height = int(height * rng.uniform(0.55, 0.95))
+    left = int(rng.integers(0, width - sheet_width + 1))
+    top = int(rng.integers(0, height - sheet_height + 1))
+    sheet = place(np.ones((sheet_height, sheet_width), np.float32), (width, height), (left, top))
+    size = int(min(sheet_width, sheet_height) * rng.uniform(0.4, 0.7))
+    margin_x, margin_y = (sheet_width - size) // 2, (sheet_height - size) // 2
+    x = left + margin_x + int(rng.integers(-margin_x // 2, margin_x // 2 + 1))
+    y = top + margin_y + int(rng.integers(-margin_y // 2, margin_y // 2 + 1))
+    coverage = place(ink_coverage(digit, size), (width, height), (x, y))
+    desk = tuple(int(v) for v in rng.integers(20, 130, 3))
+    paper = tuple(int(v) for v in rng.integers(200, 245, 3))
+    ink = np.asarray(rng.integers(20, 70, 3), np.float32)
+    page = paint(sheet, paper, desk)
+    page += coverage[..., None] * (ink - page)
+    view = int(rng.integers(2**32))  # one camera for the three channels
+    page = np.stack([camera_view(page[..., channel], np.random.default_rng(view))
+                     for channel in range(3)], axis=-1)
+    return photographed(page, rng, light=0.25)
+
+
 def blank_photo(rng: np.random.Generator) -> Image.Image:
     """A photo of empty paper: uneven light, blotches and noise but no ink."""
     paper = tuple(int(v) for v in rng.integers(200, 245, 3))

@@ -4,7 +4,7 @@ import io
 
 import numpy as np
 import pytest
-from helpers import encode_image, paper_digit
+from helpers import encode_image, paper_digit, ring
 from PIL import Image, ImageDraw
 from synthetic_uploads import blank_photo, canvas_export, encode_upload, exif_rotated, photographed
 from visible_digits import blurry_scan, thick
@@ -209,13 +209,6 @@ def test_to_grayscale_of_a_fully_transparent_image_is_blank():
 
 
 # orient_ink
-
-
-def ring(size: int = 60, ink: float = 30.0, paper: float = 220.0) -> np.ndarray:
-    """A thick ring of ink on paper (float gray values)."""
-    image = Image.new("F", (size, size), paper)
-    ImageDraw.Draw(image).ellipse((10, 10, size - 10, size - 10), outline=ink, width=6)
-    return np.asarray(image, dtype=np.float32)
 
 
 def test_orient_ink_inverts_dark_ink_on_light_paper():
