@@ -5,7 +5,8 @@
     python benchmarks/bench_accuracy.py --json out.json  # also as JSON, to compare two trees
 
 Every upload kind of ``tests/synthetic_uploads.py``, plus the held-out digits
-as plain 28x28 PNGs (and, totalled apart, the digits on ruled paper), is made
+as plain 28x28 PNGs (and, totalled apart, the digits on ruled paper and the sheets
+photographed on a desk), is made
 from the held-out test fixture and goes through the service's own chain
 (``Chain.prepare`` then ``Chain.read_numbers``): an upload is right when the
 number read is its digit. Preprocessing (decode to
@@ -32,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from synthetic_uploads import RULED_KINDS, UPLOAD_KINDS, make_upload  # noqa: E402
+from synthetic_uploads import DESK_KINDS, RULED_KINDS, UPLOAD_KINDS, make_upload  # noqa: E402
 
 import folder_paths  # noqa: E402
 from imaging.errors import PreprocessError  # noqa: E402
@@ -106,7 +107,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     print(f"{'kind':24s} {'right':>9s} {'accuracy':>9s} {'refused':>8s} "
           f"{'prep median ms':>15s} {'prep p90 ms':>12s}")
     for kinds, name in ((["mnist-28-png", *UPLOAD_KINDS], "all upload kinds"),
-                        (list(RULED_KINDS), "ruled paper kinds")):
+                        (list(RULED_KINDS), "ruled paper kinds"),
+                        (list(DESK_KINDS), "sheets on a desk")):
         for kind in kinds:
             result = measure_kind(chain, classifier, uploads_of(kind, images), labels)
             results[kind] = result

@@ -46,8 +46,11 @@ SHEET_STEP = 0.25
 # (the median): a sheet's edge is sharp, a shadow's or the light's fall-off is not. Rims
 # of photographed sheets measured 0.23 to 0.6, light falling off 0.02 to 0.04.
 RIM_SHARPNESS = 0.15
-# The rim left out of the sheet: this many pixels inside its outline.
-RIM_WIDTH = 2
+# The rim left out of the sheet: this many pixels inside its outline. Of 500 digits
+# photographed on a desk, 473 were read right with 3, 478 with 4 and 485 with 6: the
+# blurred rim of a photographed sheet is wider than it looks; a stroke this close to the
+# sheet's edge is lost.
+RIM_WIDTH = 6
 
 
 @dataclass(frozen=True)

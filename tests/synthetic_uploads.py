@@ -388,9 +388,15 @@ RULED_KINDS: dict[str, tuple[Maker, str, dict]] = {
 }
 
 
+# A sheet photographed with the desk around it (``imaging.sheet``), measured apart.
+DESK_KINDS: dict[str, tuple[Maker, str, dict]] = {
+    "photo-on-desk": (photo_on_desk, "JPEG", {"quality": 85}),
+}
+
+
 def make_upload(kind: str, digit: np.ndarray, rng: np.random.Generator) -> bytes:
     """The file bytes of one upload of ``kind`` showing ``digit``."""
-    maker, format, options = {**UPLOAD_KINDS, **RULED_KINDS}[kind]
+    maker, format, options = {**UPLOAD_KINDS, **RULED_KINDS, **DESK_KINDS}[kind]
     if format == "PNG":
         options = {"compress_level": 1, **options}  # quick to write; read the same
     return encode_upload(maker(digit, rng), format, **options)
