@@ -5,9 +5,9 @@
     python benchmarks/bench_accuracy.py --json out.json  # also as JSON, to compare two trees
 
 Every upload kind of ``tests/synthetic_uploads.py``, plus the held-out digits
-as plain 28x28 PNGs (and, totalled apart, the digits on ruled paper and the sheets
-photographed on a desk), is made
-from the held-out test fixture and goes through the service's own chain
+as plain 28x28 PNGs (and, totalled apart, the digits on ruled paper and the
+sheets photographed on a desk), is made from the held-out test fixture and
+goes through the service's own chain
 (``Chain.prepare`` then ``Chain.read_numbers``): an upload is right when the
 number read is its digit. Preprocessing (decode to
 the candidate digits, segmentation included) is timed per upload (median and
