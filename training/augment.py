@@ -241,10 +241,14 @@ def make_copies(digits: AugmentedDigits, copies: int, workers: int = 0,
     (in ``workers`` processes) instead of in every epoch.
     """
     made = []
+    # Workers start in fresh interpreters: one forked from a process with threads (a test
+    # run's servers, a reload watcher) can inherit a lock another thread held and wait on
+    # it for ever, as one did in a test run.
+    context = "spawn" if workers else None
     for copy in range(copies):
         digits.epoch = copy + 1
         loader = DataLoader(_Pictures(digits), batch_size=256, num_workers=workers,
-                            worker_init_fn=worker_init_fn)
+                            worker_init_fn=worker_init_fn, multiprocessing_context=context)
         made.append(torch.cat(list(loader)).numpy())
     return np.stack(made)
 
