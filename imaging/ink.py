@@ -73,6 +73,10 @@ MAD_TO_SIGMA = 1.4826
 AMBIGUOUS_SIDES = 0.8
 # ... and the picture's edge leans to the paper's side by at least this share of it.
 EDGE_LEAN = 0.05
+# A picture whose edge keeps within this share of its range, darkest to lightest pixel (nine
+# tenths of the edge's pixels: a stroke may touch it), is framed by paper, whichever side
+# strays further from the paper's fit.
+EVEN_EDGE = 0.1
 # Paper is taken as flat when at least this share of the pixels hold exactly one
 # level, as in canvas exports, scans cleaned to pure white and MNIST-style files.
 UNIFORM_PAPER_SHARE = 0.5
@@ -123,32 +127,61 @@ def ink_above_flat_paper(gray: np.ndarray, level: float) -> np.ndarray:
 def orient_ink(gray: np.ndarray) -> np.ndarray:
     """Ink as the bright side: dark ink on light paper is inverted, light ink kept.
 
-    The paper is the side most of the picture's edge lies on, darker (chalk on a
-    board, white strokes on black) or lighter (pen on paper): ``ink_is_dark_by_edge``.
-    Only an edge split evenly between the two asks the paper's fitted surface,
-    from which the ink strays further than the paper does (``ink_is_dark``).
+    Two quick readings are asked first: paper surrounds a digit, so most of the
+    picture's edge is paper (``ink_is_dark_by_edge``), and ink covers less of
+    it than paper does (``ink_is_dark_by_area``). Where they agree, as they do
+    on most pictures, that is the answer. Where they differ (light falling off
+    to the picture's edge, a blurry digit filling the frame), the paper's
+    fitted surface settles it: most of the edge is paper once the light's fall
+    off is taken away (``ink_is_dark`` where the edge is split evenly).
     """
+    framed = ink_is_dark_within_paper(gray)
     by_edge = ink_is_dark_by_edge(gray)
-    dark = by_edge if by_edge is not None else ink_is_dark(mean3x3(gray - paper_surface(gray)))
+    if framed is not None:
+        dark = framed
+    elif by_edge is not None and by_edge == ink_is_dark_by_area(mean3x3(gray)):
+        dark = by_edge
+    else:
+        difference = mean3x3(gray - paper_surface(gray))
+        dark = ink_is_dark_by_edge(difference)
+        if dark is None:
+            dark = ink_is_dark(difference)
     return 255.0 - gray if dark else gray
 
 
-def ink_is_dark_by_edge(gray: np.ndarray) -> bool | None:
-    """Whether the ink is the dark side of ``gray``, read from its edge; None when the edge
-    is split evenly between the two sides.
+def ink_is_dark_within_paper(gray: np.ndarray) -> bool | None:
+    """Whether the ink is the dark side of a picture framed by even paper (its edge within
+    ``EVEN_EDGE`` of its range), else None: ink covering most of such a picture (a broad
+    marker) misleads the paper's fit and the ink's area, but not its frame."""
+    edge = np.sort(edge_of(gray))  # sorted and indexed: np.percentile took 0.1 ms more
+    twentieth = edge.size // 20
+    low, middle, high = (float(edge[i]) for i in (twentieth, edge.size // 2, -1 - twentieth))
+    darkest, lightest = float(gray.min()), float(gray.max())
+    if high - low > EVEN_EDGE * (lightest - darkest):
+        return None
+    return middle - darkest > lightest - middle
 
-    Paper surrounds a digit: even in a tight crop, or a blurry scan filling the
-    frame, strokes reach the edge only here and there. So the paper is the side,
-    of the level halfway between the darkest and the lightest pixel, on which
-    most of the edge lies. The paper's fitted surface, which ink covering much
-    of the picture misleads (a broad marker, a blurry digit filling the frame),
-    is not needed.
+
+def ink_is_dark_by_edge(values: np.ndarray) -> bool | None:
+    """Whether the ink is the dark side of ``values``, read from their edge: the paper is the
+    side, of the level halfway between the lowest and the highest value, on which most of
+    the edge lies; None when the edge is split evenly.
+
+    Even in a tight crop, or a blurry scan filling the frame, strokes reach the
+    edge only here and there.
     """
-    edge = edge_of(gray)
-    middle = (float(gray.min()) + float(gray.max())) / 2.0
+    edge = edge_of(values)
+    middle = (float(values.min()) + float(values.max())) / 2.0
     dark = np.count_nonzero(edge < middle)
     light = edge.size - dark
-    return None if dark == light else light > dark
+    return None if dark == light else bool(light > dark)
+
+
+def ink_is_dark_by_area(values: np.ndarray) -> bool:
+    """Whether the ink is the dark side of ``values``: fewer of them lie below the level
+    halfway between the lowest and the highest than above it."""
+    middle = (float(values.min()) + float(values.max())) / 2.0
+    return bool(np.count_nonzero(values < middle) < values.size / 2)
 
 
 def ink_is_dark(difference: np.ndarray) -> bool:
