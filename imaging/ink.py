@@ -127,16 +127,17 @@ def ink_above_flat_paper(gray: np.ndarray, level: float) -> np.ndarray:
 def orient_ink(gray: np.ndarray) -> np.ndarray:
     """Ink as the bright side: dark ink on light paper is inverted, light ink kept.
 
-    Two quick readings are asked first: paper surrounds a digit, so most of the
-    picture's edge is paper (``ink_is_dark_by_edge``), and ink covers less of
-    it than paper does (``ink_is_dark_by_area``). Where they agree, as they do
-    on most pictures, that is the answer. Where they differ (light falling off
-    to the picture's edge, a blurry digit filling the frame), the paper's
-    fitted surface settles it: most of the edge is paper once the light's fall
-    off is taken away (``ink_is_dark`` where the edge is split evenly).
+    A picture framed by even paper is turned by its frame
+    (``ink_is_dark_within_paper``). Otherwise two quick readings are asked:
+    paper surrounds a digit, so most of the picture's edge is paper
+    (``ink_is_dark_by_edge``), and ink covers less of it than paper does
+    (``ink_is_dark_by_area``). Where they agree, as they do on most pictures,
+    that is the answer. Where they differ (light falling off to the corners, a
+    blurry digit filling the frame), the paper's fitted surface is taken away
+    first and the edge of what is left decides (``ink_is_dark`` where it is
+    split evenly).
     """
-    framed = ink_is_dark_within_paper(gray)
-    by_edge = ink_is_dark_by_edge(gray)
+    framed, by_edge = ink_is_dark_within_paper(gray), ink_is_dark_by_edge(gray)
     if framed is not None:
         dark = framed
     elif by_edge is not None and by_edge == ink_is_dark_by_area(mean3x3(gray)):

@@ -245,7 +245,8 @@ def test_orient_ink_turns_blurry_scans_filling_the_frame_the_right_way(heldout_d
     # A digit scanned small and enlarged fills the picture, its strokes reach the edge
     # and its ink covers much of it: the paper's fit is misled, most of the edge is still
     # paper. Dark ink on white and (inverted) white ink on black are both turned bright.
-    # With the fit alone deciding, 82 of these 240 pictures were turned the wrong way.
+    # Turned by a frame of even paper or else the paper's fit, 82 of these 240 were turned
+    # the wrong way.
     images, _ = heldout_digits
     wrong = []
     for low in (8, 12):
