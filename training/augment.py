@@ -209,10 +209,12 @@ class AugmentedDigits(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def picture(self, index: int) -> np.ndarray:
-        """The 28x28 picture the network is shown for digit ``index`` in this epoch."""
+    def picture(self, index: int, epoch: int | None = None) -> np.ndarray:
+        """The 28x28 picture the network is shown for digit ``index`` in ``epoch`` (this
+        epoch when None)."""
+        epoch = self.epoch if epoch is None else epoch
         # SeedSequence mixes the three numbers into a well-spread seed, stable across versions.
-        entropy = np.random.SeedSequence([self.seed, self.epoch, index])
+        entropy = np.random.SeedSequence([self.seed, epoch, index])
         generator = torch.Generator().manual_seed(int(entropy.generate_state(1, np.uint64)[0]))
         return augment_digit(self.images[index], generator, self.ranges)
 
@@ -220,17 +222,19 @@ class AugmentedDigits(Dataset):
         return torch.from_numpy(to_model_input(self.picture(index))), self.labels[index]
 
 
-class _Pictures(Dataset):
-    """An ``AugmentedDigits``' pictures alone, for DataLoader workers to make."""
+class _Copies(Dataset):
+    """``copies`` epochs of an ``AugmentedDigits``' pictures, one after the other, for
+    DataLoader workers to make."""
 
-    def __init__(self, digits: AugmentedDigits) -> None:
-        self.digits = digits
+    def __init__(self, digits: AugmentedDigits, copies: int) -> None:
+        self.digits, self.copies = digits, copies
 
     def __len__(self) -> int:
-        return len(self.digits)
+        return self.copies * len(self.digits)
 
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return torch.from_numpy(self.digits.picture(index))
+    def __getitem__(self, item: int) -> torch.Tensor:
+        copy, index = divmod(item, len(self.digits))
+        return torch.from_numpy(self.digits.picture(index, epoch=copy + 1))
 
 
 def make_copies(digits: AugmentedDigits, copies: int, workers: int = 0,
@@ -240,17 +244,14 @@ def make_copies(digits: AugmentedDigits, copies: int, workers: int = 0,
     Copy ``c`` is exactly what ``digits`` gives in epoch ``c + 1``, made once
     (in ``workers`` processes) instead of in every epoch.
     """
-    made = []
-    # Workers start in fresh interpreters: one forked from a process with threads (a test
-    # run's servers, a reload watcher) can inherit a lock another thread held and wait on
-    # it for ever, as one did in a test run.
-    context = "spawn" if workers else None
-    for copy in range(copies):
-        digits.epoch = copy + 1
-        loader = DataLoader(_Pictures(digits), batch_size=256, num_workers=workers,
-                            worker_init_fn=worker_init_fn, multiprocessing_context=context)
-        made.append(torch.cat(list(loader)).numpy())
-    return np.stack(made)
+    # Workers start in fresh interpreters, once for all the copies: one forked from a
+    # process with threads (a test run's servers, a reload watcher) can inherit a lock
+    # another thread held and wait on it for ever, as one did in a test run.
+    loader = DataLoader(_Copies(digits, copies), batch_size=256, num_workers=workers,
+                        worker_init_fn=worker_init_fn,
+                        multiprocessing_context="spawn" if workers else None)
+    made = torch.cat(list(loader)).numpy()
+    return made.reshape(copies, len(digits), *made.shape[1:])
 
 
 class CopiedDigits(Dataset):
