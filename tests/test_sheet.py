@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from helpers import encode_image, ring, upload
 from PIL import Image
-from synthetic_uploads import encode_upload, make_upload, photo_on_desk
+from synthetic_uploads import make_upload
 
 from imaging.decode import decode_upload
 from imaging.ink import SURVEY_SIZE
@@ -68,8 +68,8 @@ def test_digits_photographed_on_a_desk_are_read(client, heldout_digits):
     images, labels = heldout_digits
     right = 0
     for index in range(0, len(images), 25):
-        photo = photo_on_desk(images[index], np.random.default_rng(index))
-        response = upload(client, encode_upload(photo, "JPEG", quality=85), "desk.jpg")
+        photo = make_upload("photo-on-desk", images[index], np.random.default_rng(index))
+        response = upload(client, photo, "desk.jpg")
         assert response.status_code == 200, response.get_json()
         right += response.get_json()["prediction"] == labels[index]
     assert right >= DESK_PHOTOS_RIGHT
