@@ -77,6 +77,9 @@ FRAGMENT_HEIGHT = 0.6
 DIGIT_INK = 0.15
 # ... and lower than this, with no neighbour to join, a mark that is no digit at all.
 NOISE_HEIGHT = 0.3
+# Left-out specks and marks further than this share of the line's height from every
+# group are not read with a lone digit.
+STRAY_GAP = 0.25
 # Neighbouring groups may be one digit when they are at most this far apart (share of
 # the line's height) ...
 JOIN_GAP = 0.12
@@ -387,6 +390,26 @@ def without_marks(groups: Sequence[Group], height: float) -> list[Group]:
     return kept
 
 
+def without_strays(ink_map: InkMap, labels: np.ndarray, stats: np.ndarray,
+                   groups: Sequence[Group], height: float) -> InkMap:
+    """The ink map less the components left out of ``groups`` (specks, marks) that lie
+    more than ``STRAY_GAP`` of the line's height away from every group's box: dust, a
+    strip of desk at the paper's edge, a stray dot, which must not widen a lone digit."""
+    kept = {label for group in groups for label in group.labels}
+    margin = STRAY_GAP * height
+
+    def near_a_group(label: int) -> bool:
+        x, y, w, h = stats[label, :4].tolist()
+        return any(x < g.right + margin and g.left - margin < x + w
+                   and y < g.bottom + margin and g.top - margin < y + h for g in groups)
+
+    strays = [label for label in range(1, len(stats))
+              if label not in kept and not near_a_group(label)]
+    if not strays:
+        return ink_map
+    return InkMap(np.where(np.isin(labels, strays), 0.0, ink_map.ink), ink_map.region)
+
+
 def may_join(first: Group, second: Group, height: float) -> bool:
     """Whether neighbouring groups may hold parts of one digit: close enough."""
     return second.left - first.right <= JOIN_GAP * height
@@ -613,7 +636,7 @@ def segment_line(ink_map: InkMap, cut: bool = False) -> Segmentation:
         # as a single digit always was: the commonest upload is cut only when the
         # network doubts it (``cut_lone``), and then on the scale of that piece.
         if not cut or not digit_like:
-            return lone_digit(ink_map)
+            return lone_digit(without_strays(ink_map, labels, stats, groups, height))
         height = float(digit_like[0].height)
     segments = [piece for index, group in enumerate(groups)
                 for piece in slices_of(labels, group, index, height,
