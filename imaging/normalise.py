@@ -115,10 +115,12 @@ def thinning_passes(large: np.ndarray, passes: int, high: float, scale: int) -> 
     that fills it across lies (a thick 1): measured so, a bar of 4 pixels seemed 24 wide,
     and the whole digit was thinned away.
     """
-    # A pixel outlives a square minimum filter ``p`` pixels either way only when its
-    # chessboard distance to paper is more than ``p``; beyond the map is its edge's ink,
-    # as for the filter (BORDER_REPLICATE).
-    deepest = int(cv2.distanceTransform((large > 0).astype(np.uint8), cv2.DIST_C, 3).max())
+    # A stroke outlives a square minimum filter ``p`` pixels either way only where its
+    # chessboard distance to paper is more than ``p``. Beyond the map is paper: the filter
+    # sees its edge's ink there (BORDER_REPLICATE), so a soft bar filling the map across
+    # (a 1, its ink nowhere quite zero) was otherwise worn down to a grey block.
+    inked = np.pad(large > 0, 1).astype(np.uint8)
+    deepest = int(cv2.distanceTransform(inked, cv2.DIST_C, 3).max())
     if passes < deepest:
         return passes
     width = stroke_width(np.pad(large, 1)) / scale
