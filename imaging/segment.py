@@ -77,8 +77,8 @@ FRAGMENT_HEIGHT = 0.6
 DIGIT_INK = 0.15
 # ... and lower than this, with no neighbour to join, a mark that is no digit at all.
 NOISE_HEIGHT = 0.3
-# Left-out specks and marks further than this share of the line's height from every
-# group are not read with a lone digit.
+# Ink further than this share of the line's height from every group that may be the
+# digit is not read with a lone digit.
 STRAY_GAP = 0.25
 # Neighbouring groups may be one digit when they are at most this far apart (share of
 # the line's height) ...
@@ -391,20 +391,19 @@ def without_marks(groups: Sequence[Group], height: float) -> list[Group]:
 
 
 def without_strays(ink_map: InkMap, labels: np.ndarray, stats: np.ndarray,
-                   groups: Sequence[Group], height: float) -> InkMap:
-    """The ink map less the components left out of ``groups`` (specks, marks) that lie
-    more than ``STRAY_GAP`` of the line's height away from every group's box: dust, a
-    strip of desk at the paper's edge, a stray dot, which must not widen a lone digit."""
-    kept = {label for group in groups for label in group.labels}
+                   digits: Sequence[Group], height: float) -> InkMap:
+    """The ink map less the components that lie more than ``STRAY_GAP`` of the line's
+    height away from every box of ``digits`` (the groups that may be the digit): specks of
+    dust, a stray mark, a scrap of a desk's or a shadow's edge at the picture's border,
+    none of which may widen a lone digit."""
     margin = STRAY_GAP * height
 
-    def near_a_group(label: int) -> bool:
+    def near_a_digit(label: int) -> bool:
         x, y, w, h = stats[label, :4].tolist()
         return any(x < g.right + margin and g.left - margin < x + w
-                   and y < g.bottom + margin and g.top - margin < y + h for g in groups)
+                   and y < g.bottom + margin and g.top - margin < y + h for g in digits)
 
-    strays = [label for label in range(1, len(stats))
-              if label not in kept and not near_a_group(label)]
+    strays = [label for label in range(1, len(stats)) if not near_a_digit(label)]
     if not strays:
         return ink_map
     return InkMap(np.where(np.isin(labels, strays), 0.0, ink_map.ink), ink_map.region)
@@ -636,7 +635,8 @@ def segment_line(ink_map: InkMap, cut: bool = False) -> Segmentation:
         # as a single digit always was: the commonest upload is cut only when the
         # network doubts it (``cut_lone``), and then on the scale of that piece.
         if not cut or not digit_like:
-            return lone_digit(without_strays(ink_map, labels, stats, groups, height))
+            return lone_digit(without_strays(ink_map, labels, stats, digit_like or groups,
+                                             height))
         height = float(digit_like[0].height)
     segments = [piece for index, group in enumerate(groups)
                 for piece in slices_of(labels, group, index, height,
