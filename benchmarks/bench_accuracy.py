@@ -5,9 +5,9 @@
     python benchmarks/bench_accuracy.py --json out.json  # also as JSON, to compare two trees
 
 Every upload kind of ``tests/synthetic_uploads.py``, plus the held-out digits
-as plain 28x28 PNGs (and, totalled apart, the digits on ruled paper and the
-sheets photographed on a desk), is made from the held-out test fixture and
-goes through the service's own chain
+as plain 28x28 PNGs (and, totalled apart, the digits on ruled paper, the
+sheets photographed on a desk and the pages photographed in shadow), is made
+from the held-out test fixture and goes through the service's own chain
 (``Chain.prepare`` then ``Chain.read_numbers``): an upload is right when the
 number read is its digit. Preprocessing (decode to
 the candidate digits, segmentation included) is timed per upload (median and
@@ -33,7 +33,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from synthetic_uploads import DESK_KINDS, RULED_KINDS, UPLOAD_KINDS, make_upload  # noqa: E402
+from synthetic_uploads import (  # noqa: E402
+    DESK_KINDS,
+    RULED_KINDS,
+    SHADOW_KINDS,
+    UPLOAD_KINDS,
+    make_upload,
+)
 
 import folder_paths  # noqa: E402
 from imaging.errors import PreprocessError  # noqa: E402
@@ -108,7 +114,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
           f"{'prep median ms':>15s} {'prep p90 ms':>12s}")
     for kinds, name in ((["mnist-28-png", *UPLOAD_KINDS], "all upload kinds"),
                         (list(RULED_KINDS), "ruled paper kinds"),
-                        (list(DESK_KINDS), "sheets on a desk")):
+                        (list(DESK_KINDS), "sheets on a desk"),
+                        (list(SHADOW_KINDS), "pages in shadow")):
         for kind in kinds:
             result = measure_kind(chain, classifier, uploads_of(kind, images), labels)
             results[kind] = result

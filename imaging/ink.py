@@ -10,6 +10,8 @@
         to_grayscale        any mode -> 0..255, transparency flattened
         Sheet.cover         the desk around a photographed sheet painted as paper (both
                             passes; imaging.sheet finds the sheet on the small copy)
+        Shadow.lift         a shadow cast across the page divided out, for dark ink (both
+                            passes; imaging.shadow finds it on the small copy)
         ink_map             orient_ink -> flatten_background -> isolate_ink, or for
                             flat paper ink_above_flat_paper -> isolate_ink (which erases
                             the ruling of notebook and squared paper, imaging.ruling);
@@ -30,6 +32,7 @@ from imaging.normalise import ink_bounds
 from imaging.opencv import cv2
 from imaging.pixels import edge_of, mean3x3, shrink, to_grayscale
 from imaging.ruling import drop_specks, without_ruling
+from imaging.shadow import Shadow, find_shadow
 from imaging.sheet import Sheet, find_sheet
 
 # The whole image is searched for ink at most this large (longer side): small
@@ -185,6 +188,12 @@ def ink_is_dark_by_area(values: np.ndarray) -> bool:
     return bool(np.count_nonzero(values < middle) < values.size / 2)
 
 
+def ink_reads_dark(gray: np.ndarray) -> bool:
+    """Whether both quick readings of ``orient_ink`` (its edge and its area) take the ink
+    for the dark side."""
+    return bool(ink_is_dark_by_edge(gray)) and ink_is_dark_by_area(mean3x3(gray))
+
+
 def ink_is_dark(difference: np.ndarray) -> bool:
     """Whether the ink is the dark side of ``difference`` (the picture less its paper, smoothed).
 
@@ -337,13 +346,15 @@ def region_around_ink(image: Image.Image, survey: Image.Image,
 
 def read_digit(image: Image.Image, region: tuple[int, int, int, int],
                ruled: bool = False, sheet: Sheet | None = None,
-               survey_scale: float = 1.0) -> np.ndarray:
+               survey_scale: float = 1.0, shadow: Shadow | None = None) -> np.ndarray:
     """The ink map of ``region``, read at most ``READ_SIZE`` pixels on its longer side
-    (``ruled``: on a page known to be ruled), off ``sheet`` painted as paper (found on a
-    copy of ``image`` scaled by ``survey_scale``)."""
+    (``ruled``: on a page known to be ruled), off ``sheet`` painted as paper and with
+    ``shadow`` lifted (both found on a copy of ``image`` scaled by ``survey_scale``)."""
     gray = to_grayscale(shrink(image.crop(region), READ_SIZE))
     if sheet is not None:
         gray = sheet.cover(gray, tuple(side * survey_scale for side in region))
+    if shadow is not None:
+        gray = shadow.lift(gray, gray.shape[1] / ((region[2] - region[0]) * survey_scale))
     return ink_map(gray, ruled)
 
 
@@ -377,9 +388,12 @@ def locate_ink(image: Image.Image) -> InkMap:
     survey = shrink(image, SURVEY_SIZE)
     gray = to_grayscale(survey)
     level = uniform_paper_level(gray)
-    sheet = find_sheet(gray) if level is None else None
-    if sheet is not None:
-        gray = sheet.cover(gray)
+    sheet = shadow = None
+    if level is None:
+        sheet = find_sheet(gray)
+        if sheet is not None:
+            gray = sheet.cover(gray)
+        gray, shadow = without_shadow(gray)
     try:
         ink, ruled = ink_on_paper(gray, level)
     except NoDigitError:
@@ -394,8 +408,18 @@ def locate_ink(image: Image.Image) -> InkMap:
         region = (0, 0, image.width, image.height)
     else:
         region = region_around_ink(image, survey, ink)
-        ink = read_digit(image, region, ruled, sheet, survey.width / image.width)
+        ink = read_digit(image, region, ruled, sheet, survey.width / image.width, shadow)
     return InkMap(ink, upload_region(image, region))
+
+
+def without_shadow(gray: np.ndarray) -> tuple[np.ndarray, Shadow | None]:
+    """``gray`` with a shadow cast across it lifted, and the shadow; ``gray`` and None where
+    there is none, or its ink is light (a shadow shows on the light paper around dark ink)."""
+    shadow = find_shadow(gray)
+    if shadow is None:
+        return gray, None
+    lifted = shadow.lift(gray)
+    return (lifted, shadow) if ink_reads_dark(lifted) else (gray, None)
 
 
 def thin_stroke_ink(image: Image.Image, survey: np.ndarray) -> InkMap:

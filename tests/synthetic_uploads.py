@@ -221,6 +221,33 @@ def photo_on_desk(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
     return photographed(page, rng, light=0.25)
 
 
+def cast_shadow(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """The light left by a shadow whose straight edge crosses a picture of ``size`` (width,
+    height): 1 in the light, 0.35 to 0.7 in the shade, the edge sharp or soft."""
+    width, height = size
+    angle = rng.uniform(0.0, np.pi)
+    x, y = rng.uniform(0.15, 0.85) * width, rng.uniform(0.2, 0.8) * height
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+    shade = (cols - x) * np.cos(angle) + (rows - y) * np.sin(angle) > 0
+    softness = rng.uniform(0.0, 15.0)  # the blur's radius in pixels
+    if softness > 0.5:
+        shade = defocused(shade.astype(np.float32), softness)
+    return 1.0 - rng.uniform(0.3, 0.65) * shade
+
+
+def photo_in_shadow(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """A dark pen digit photographed with a shadow (a phone's, a hand's) across the page."""
+    width, height = 640, 480
+    coverage = ink_coverage(digit, int(rng.integers(200, 340)))
+    top_left = (int(rng.integers(0, width - coverage.shape[1])),
+                int(rng.integers(0, height - coverage.shape[0])))
+    coverage = defocused(camera_view(place(coverage, (width, height), top_left), rng), 1.2)
+    paper = tuple(int(v) for v in rng.integers(215, 245, 3))
+    ink = tuple(int(v) for v in rng.integers(20, 70, 3))
+    page = paint(coverage, ink, paper) * cast_shadow((width, height), rng)[..., None]
+    return photographed(page, rng, light=0.25)
+
+
 def blank_photo(rng: np.random.Generator) -> Image.Image:
     """A photo of empty paper: uneven light, blotches and noise but no ink."""
     paper = tuple(int(v) for v in rng.integers(200, 245, 3))
@@ -393,10 +420,15 @@ DESK_KINDS: dict[str, tuple[Maker, str, dict]] = {
     "photo-on-desk": (photo_on_desk, "JPEG", {"quality": 85}),
 }
 
+# A page photographed with a shadow across it (``imaging.shadow``), measured apart.
+SHADOW_KINDS: dict[str, tuple[Maker, str, dict]] = {
+    "photo-in-shadow": (photo_in_shadow, "JPEG", {"quality": 85}),
+}
+
 
 def make_upload(kind: str, digit: np.ndarray, rng: np.random.Generator) -> bytes:
     """The file bytes of one upload of ``kind`` showing ``digit``."""
-    maker, format, options = {**UPLOAD_KINDS, **RULED_KINDS, **DESK_KINDS}[kind]
+    maker, format, options = {**UPLOAD_KINDS, **RULED_KINDS, **DESK_KINDS, **SHADOW_KINDS}[kind]
     if format == "PNG":
         options = {"compress_level": 1, **options}  # quick to write; read the same
     return encode_upload(maker(digit, rng), format, **options)

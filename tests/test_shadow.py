@@ -1,0 +1,102 @@
+"""A shadow cast across a photographed page: found by its straight edge, lifted, the digit read."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import encode_image, ring, upload
+from PIL import Image
+from synthetic_uploads import cast_shadow, make_upload
+from visible_digits import VISIBLE_KINDS
+
+from imaging.decode import decode_upload
+from imaging.ink import SURVEY_SIZE
+from imaging.pixels import shrink, to_grayscale
+from imaging.shadow import find_shadow
+
+# Read right of 20 held-out digits photographed in shadow (20 here, 245 of 250 in a longer
+# run); before shadows were lifted, 12 of every 50.
+SHADOW_PHOTOS_RIGHT = 18
+
+
+def shaded_ring(depth: float = 0.5) -> np.ndarray:
+    """A 240x320 gray page with a dark ring on it and a hard shadow over its left part,
+    its edge slanting across the ring."""
+    gray = np.full((240, 320), 225.0, dtype=np.float32)
+    gray[70:170, 110:210] = ring(size=100, ink=40, paper=225)
+    rows, cols = np.mgrid[0:240, 0:320]
+    gray[cols < 150 + 0.3 * rows] *= 1.0 - depth
+    return gray
+
+
+def survey_of(data: bytes) -> np.ndarray:
+    return to_grayscale(shrink(decode_upload(data), SURVEY_SIZE))
+
+
+@pytest.mark.parametrize("depth", [0.3, 0.5, 0.65])
+def test_a_straight_edged_shadow_is_found_and_lifted_to_the_lit_paper(depth):
+    gray = shaded_ring(depth)
+    shadow = find_shadow(gray)
+    assert shadow is not None
+    lifted = shadow.lift(gray)
+    # The paper on both sides of the edge, away from it and from the ring, is lit alike ...
+    assert lifted[10:40, 10:40] == pytest.approx(225.0, abs=3.0)
+    assert lifted[200:230, 280:310] == pytest.approx(225.0, abs=3.0)
+    # ... and the ring is as dark against it in the shade as in the light.
+    assert lifted[120, 120:126].max() < 60 and lifted[120, 195:201].max() < 60
+
+
+def test_a_region_wholly_in_the_shade_is_lifted_to_the_lit_paper():
+    gray = shaded_ring(0.5)
+    shadow = find_shadow(gray)
+    region = gray[20:120, 0:100]  # all shaded, read at twice the size
+    enlarged = np.asarray(Image.fromarray(region, mode="F").resize((200, 200)))
+    assert shadow.lift(enlarged, scale=2.0)[10:40, 10:40] == pytest.approx(225.0, abs=3.0)
+
+
+def test_light_falling_off_across_the_page_is_no_shadow():
+    gray = np.full((240, 320), 225.0, dtype=np.float32)
+    gray[70:170, 110:210] = ring(size=100, ink=40, paper=225)
+    gray *= np.linspace(1.0, 0.45, 320, dtype=np.float32)[None, :]  # darker to the right
+    assert find_shadow(gray) is None
+
+
+def test_a_light_ring_on_a_dark_board_is_no_shadow():
+    gray = np.full((240, 320), 40.0, dtype=np.float32)
+    gray[70:170, 110:210] = ring(size=100, ink=230, paper=40)
+    assert find_shadow(gray) is None
+
+
+@pytest.mark.parametrize("kind", ["phone-photo", "exif-rotated-photo", "coloured-ink",
+                                  "ruled-notebook-photo", "squared-paper-photo"])
+def test_no_shadow_is_found_on_uploads_without_one(heldout_digits, kind):
+    images, _ = heldout_digits
+    for index in range(0, len(images), 25):
+        survey = survey_of(make_upload(kind, images[index], np.random.default_rng(index)))
+        assert find_shadow(survey) is None, index
+
+
+@pytest.mark.parametrize("kind", ["tight-crop", "blurry-8px-scan", "blurry-12px-scan",
+                                  "blurry-16px-scan", "thick-over-40-percent"])
+def test_a_broad_or_blurry_digit_is_no_shadow(heldout_digits, kind):
+    images, _ = heldout_digits
+    for index in range(0, len(images), 50):
+        for size in (200, 400):
+            picture = VISIBLE_KINDS[kind](images[index], size, np.random.default_rng(index))
+            assert find_shadow(survey_of(encode_image(picture))) is None, (index, size)
+
+
+def test_the_shadows_of_the_tests_darken_the_page_in_a_step():
+    light = cast_shadow((640, 480), np.random.default_rng(3))
+    assert light.max() == pytest.approx(1.0) and 0.35 <= light.min() <= 0.7
+
+
+def test_digits_photographed_in_shadow_are_read(client, heldout_digits):
+    images, labels = heldout_digits
+    right = 0
+    for index in range(0, len(images), 25):
+        photo = make_upload("photo-in-shadow", images[index], np.random.default_rng(index))
+        response = upload(client, photo, "shadow.jpg")
+        assert response.status_code == 200, response.get_json()
+        right += response.get_json()["prediction"] == labels[index]
+    assert right >= SHADOW_PHOTOS_RIGHT
