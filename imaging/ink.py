@@ -354,7 +354,7 @@ def read_digit(image: Image.Image, region: tuple[int, int, int, int],
     if sheet is not None:
         gray = sheet.cover(gray, tuple(side * survey_scale for side in region))
     if shadow is not None:
-        gray = shadow.lift(gray, gray.shape[1] / ((region[2] - region[0]) * survey_scale))
+        gray = shadow.lift(gray, tuple(side * survey_scale for side in region))
     return ink_map(gray, ruled)
 
 

@@ -77,9 +77,11 @@ FRAGMENT_HEIGHT = 0.6
 DIGIT_INK = 0.15
 # ... and lower than this, with no neighbour to join, a mark that is no digit at all.
 NOISE_HEIGHT = 0.3
-# Ink further than this share of the line's height from every group that may be the
-# digit is not read with a lone digit.
+# Ink further than this share of the line's height from the pieces of the digit (its
+# pieces of at least PIECE_SHARE of the largest's area, and those near them in turn) is not
+# read with a lone digit.
 STRAY_GAP = 0.25
+PIECE_SHARE = 0.25
 # Neighbouring groups may be one digit when they are at most this far apart (share of
 # the line's height) ...
 JOIN_GAP = 0.12
@@ -392,21 +394,33 @@ def without_marks(groups: Sequence[Group], height: float) -> list[Group]:
 
 def without_strays(ink_map: InkMap, labels: np.ndarray, stats: np.ndarray,
                    digits: Sequence[Group], height: float) -> InkMap:
-    """The ink map less the components that lie more than ``STRAY_GAP`` of the line's
-    height away from every box of ``digits`` (the groups that may be the digit): specks of
-    dust, a stray mark, a scrap of a desk's or a shadow's edge at the picture's border,
-    none of which may widen a lone digit."""
+    """The ink map less the components that no chain of pieces, each within ``STRAY_GAP``
+    of the line's height of the next, links to the large pieces of a group in ``digits``
+    (the groups that may be the digit; a large piece has ``PIECE_SHARE`` of the ink of the
+    group's largest): specks of dust, a stray mark, a scrap of a desk's or a shadow's edge
+    at the picture's border, none of which may widen a lone digit, even where it lies right
+    below or above the digit and was grouped with it."""
     margin = STRAY_GAP * height
+    areas = stats[:, cv2.CC_STAT_AREA]
+    linked = {label for group in digits for label in group.labels
+              if areas[label] >= PIECE_SHARE * max(areas[other] for other in group.labels)}
+    boxes = stats[:, :4].tolist()
 
-    def near_a_digit(label: int) -> bool:
-        x, y, w, h = stats[label, :4].tolist()
-        return any(x < g.right + margin and g.left - margin < x + w
-                   and y < g.bottom + margin and g.top - margin < y + h for g in digits)
+    def near(first: int, second: int) -> bool:
+        (x, y, w, h), (ox, oy, ow, oh) = boxes[first], boxes[second]
+        return x < ox + ow + margin and ox - margin < x + w and y < oy + oh + margin \
+            and oy - margin < y + h
 
-    strays = [label for label in range(1, len(stats)) if not near_a_digit(label)]
-    if not strays:
+    unlinked = set(range(1, len(stats))) - linked
+    while True:
+        reached = {label for label in unlinked if any(near(label, other) for other in linked)}
+        if not reached:
+            break
+        linked |= reached
+        unlinked -= reached
+    if not unlinked:
         return ink_map
-    return InkMap(np.where(np.isin(labels, strays), 0.0, ink_map.ink), ink_map.region)
+    return InkMap(np.where(np.isin(labels, sorted(unlinked)), 0.0, ink_map.ink), ink_map.region)
 
 
 def may_join(first: Group, second: Group, height: float) -> bool:

@@ -14,6 +14,7 @@ levels. Only dark ink is lifted: it is on light paper that a shadow shows.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,19 +87,40 @@ def level_at(levels: np.ndarray, share: float) -> float:
 
 @dataclass(frozen=True)
 class Shadow:
-    """A cast shadow found on a picture: the lit paper's light, and the width of the square
-    its light was read with, in that picture's pixels."""
+    """A cast shadow found on a picture: the light on its paper (``light_on_paper``), the
+    lit paper's light, and the width of the square the light was read with."""
 
+    light: np.ndarray  # uint8, the shape of the picture it was found on
     lit: float
     side: float
 
-    def lift(self, gray: np.ndarray, scale: float = 1.0) -> np.ndarray:
-        """``gray`` with the light divided out: the picture the shadow was found on, or a
-        region of it ``scale`` times as large (its light read with a square as wide there),
-        which may lie wholly in the shade."""
-        light = light_on_paper(gray, self.side * scale).astype(np.float32)
-        gain = self.lit / np.maximum(light, self.lit / MAX_LIFT)
-        return np.clip(gray * gain, 0.0, 255.0)
+    def lift(self, gray: np.ndarray,
+             box: tuple[float, float, float, float] | None = None) -> np.ndarray:
+        """``gray`` with the light divided out. ``gray`` shows ``box`` (left, top, right,
+        bottom) of the picture the shadow was found on, at any scale; the whole of it when
+        None.
+
+        A region is lit by its own light, read with a square as wide as on the
+        picture, but nowhere brighter than the picture's light there: a sliver of
+        shadow along the region's side is narrower than the square, and would be
+        closed over as a stroke is. The picture's light is spread a pixel into the
+        lit paper first, so that, enlarged, its edge falls wholly on the lit side.
+        """
+        if box is None:
+            return divided(gray, self.light.astype(np.float32), self.lit)
+        left, top, right, bottom = box
+        scale = gray.shape[1] / (right - left)
+        window = self.light[math.floor(top):math.ceil(bottom),
+                            math.floor(left):math.ceil(right)]
+        around = cv2.resize(window, gray.shape[::-1], interpolation=cv2.INTER_LINEAR)
+        light = np.minimum(light_on_paper(gray, self.side * scale), around)
+        return divided(gray, light.astype(np.float32), self.lit)
+
+
+def divided(gray: np.ndarray, light: np.ndarray, lit: float) -> np.ndarray:
+    """``gray`` divided by ``light`` and brought to ``lit``, lifted at most ``MAX_LIFT``
+    times."""
+    return np.clip(gray * (lit / np.maximum(light, lit / MAX_LIFT)), 0.0, 255.0)
 
 
 def find_shadow(gray: np.ndarray) -> Shadow | None:
@@ -120,7 +142,7 @@ def find_shadow(gray: np.ndarray) -> Shadow | None:
     straightness, steepness = shade_edge(shaded, light)
     if straightness > EDGE_STRAIGHTNESS or steepness < EDGE_SHARPNESS * (lit - shade):
         return None
-    return Shadow(lit, side)
+    return Shadow(light, lit, side)
 
 
 def broad(region: np.ndarray) -> bool:

@@ -139,13 +139,15 @@ def test_a_broken_stroke_is_joined_into_one_digit():
     assert len(order) == 1
 
 
-@pytest.mark.parametrize("dot", [4, 10])  # a speck of dust; a mark too low for a digit
-def test_a_lone_digit_is_read_without_a_stray_dot_far_from_it(heldout_all, dot):
+# A speck of dust, a mark too low for a digit, and a mark right below the digit (in its
+# columns, so grouped with it).
+@pytest.mark.parametrize(("dot", "left", "top"), [(4, 165, 140), (10, 165, 140), (10, 80, 150)])
+def test_a_lone_digit_is_read_without_a_stray_dot_far_from_it(heldout_all, dot, left, top):
     images, _ = heldout_all
     for index in range(0, 200, 20):
         page, (box,) = page_with([images[index]], [40])
         clean = segment(locate_ink(decode_upload(encode_image(page))))
-        ImageDraw.Draw(page).ellipse([165, 140, 165 + dot, 140 + dot], fill=0)
+        ImageDraw.Draw(page).ellipse([left, top, left + dot, top + dot], fill=0)
         dotted = segment(locate_ink(decode_upload(encode_image(page))))
         (whole,) = [c for c in dotted.candidates if c.start == 0 and c.end == dotted.segments]
         assert_near(whole.box, box, slack=2)
