@@ -58,6 +58,17 @@ def upload(client, data: bytes, filename: str = "digit.png", query: str = ""):
     return client.post(f"/predict{query}", data=body, content_type=content_type)
 
 
+def read_right(client, uploads: Iterator[tuple[bytes, int]]) -> int:
+    """How many of the (file, digit) ``uploads`` /predict answers with their digit; every
+    one must be answered 200."""
+    right = 0
+    for data, label in uploads:
+        response = upload(client, data, "photo.jpg")
+        assert response.status_code == 200, response.get_json()
+        right += response.get_json()["prediction"] == label
+    return right
+
+
 def post_file_over_http(url: str, path: str, data: bytes,
                         filename: str = "digit.png") -> tuple[int, str, str]:
     """POST ``data`` as the ``file`` part to a real server; status, Content-Type and body text.
@@ -203,3 +214,12 @@ def ring(size: int = 60, ink: float = 30.0, paper: float = 220.0) -> np.ndarray:
     image = Image.new("F", (size, size), paper)
     ImageDraw.Draw(image).ellipse((10, 10, size - 10, size - 10), outline=ink, width=6)
     return np.asarray(image, dtype=np.float32)
+
+
+def ring_on_page(ink: float = 40.0, paper: float = 225.0, light_falling_to: float = 1.0
+                 ) -> np.ndarray:
+    """A 240x320 gray page with a ring of 100 pixels in its middle, its light falling off
+    to ``light_falling_to`` of itself at the right edge."""
+    page = np.full((240, 320), paper, dtype=np.float32)
+    page[70:170, 110:210] = ring(size=100, ink=ink, paper=paper)
+    return page * np.linspace(1.0, light_falling_to, 320, dtype=np.float32)[None, :]

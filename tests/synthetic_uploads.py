@@ -184,8 +184,9 @@ def black_on_paper(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
     return to_image(paint(coverage, (0, 0, 0), (255, 255, 255))[..., 0])
 
 
-def phone_photo(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
-    """A dark pen digit on off-white paper, photographed in poor light (before JPEG)."""
+def pen_on_paper_view(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A dark pen digit somewhere on off-white paper, as a 640x480 camera sees it, slightly
+    out of focus (RGB, before the light and the noise)."""
     width, height = 640, 480
     coverage = ink_coverage(digit, int(rng.integers(200, 340)))
     top_left = (int(rng.integers(0, width - coverage.shape[1])),
@@ -193,7 +194,12 @@ def phone_photo(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
     coverage = defocused(camera_view(place(coverage, (width, height), top_left), rng), 1.2)
     paper = tuple(int(v) for v in rng.integers(215, 245, 3))
     ink = tuple(int(v) for v in rng.integers(20, 70, 3))
-    return photographed(paint(coverage, ink, paper), rng)
+    return paint(coverage, ink, paper)
+
+
+def phone_photo(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """A dark pen digit on off-white paper, photographed in poor light (before JPEG)."""
+    return photographed(pen_on_paper_view(digit, rng), rng)
 
 
 def photo_on_desk(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
@@ -237,15 +243,9 @@ def cast_shadow(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
 
 def photo_in_shadow(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
     """A dark pen digit photographed with a shadow (a phone's, a hand's) across the page."""
-    width, height = 640, 480
-    coverage = ink_coverage(digit, int(rng.integers(200, 340)))
-    top_left = (int(rng.integers(0, width - coverage.shape[1])),
-                int(rng.integers(0, height - coverage.shape[0])))
-    coverage = defocused(camera_view(place(coverage, (width, height), top_left), rng), 1.2)
-    paper = tuple(int(v) for v in rng.integers(215, 245, 3))
-    ink = tuple(int(v) for v in rng.integers(20, 70, 3))
-    page = paint(coverage, ink, paper) * cast_shadow((width, height), rng)[..., None]
-    return photographed(page, rng, light=0.25)
+    page = pen_on_paper_view(digit, rng)
+    height, width = page.shape[:2]
+    return photographed(page * cast_shadow((width, height), rng)[..., None], rng, light=0.25)
 
 
 def blank_photo(rng: np.random.Generator) -> Image.Image:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import encode_image, ring, upload
+from helpers import encode_image, read_right, ring_on_page
 from PIL import Image
 from synthetic_uploads import cast_shadow, make_upload
 from visible_digits import VISIBLE_KINDS
@@ -22,8 +22,7 @@ SHADOW_PHOTOS_RIGHT = 18
 def shaded_ring(depth: float = 0.5) -> np.ndarray:
     """A 240x320 gray page with a dark ring on it and a hard shadow over its left part,
     its edge slanting across the ring."""
-    gray = np.full((240, 320), 225.0, dtype=np.float32)
-    gray[70:170, 110:210] = ring(size=100, ink=40, paper=225)
+    gray = ring_on_page()
     rows, cols = np.mgrid[0:240, 0:320]
     gray[cols < 150 + 0.3 * rows] *= 1.0 - depth
     return gray
@@ -65,16 +64,11 @@ def test_a_sliver_of_shadow_along_a_regions_side_is_lifted():
 
 
 def test_light_falling_off_across_the_page_is_no_shadow():
-    gray = np.full((240, 320), 225.0, dtype=np.float32)
-    gray[70:170, 110:210] = ring(size=100, ink=40, paper=225)
-    gray *= np.linspace(1.0, 0.45, 320, dtype=np.float32)[None, :]  # darker to the right
-    assert find_shadow(gray) is None
+    assert find_shadow(ring_on_page(light_falling_to=0.45)) is None
 
 
 def test_a_light_ring_on_a_dark_board_is_no_shadow():
-    gray = np.full((240, 320), 40.0, dtype=np.float32)
-    gray[70:170, 110:210] = ring(size=100, ink=230, paper=40)
-    assert find_shadow(gray) is None
+    assert find_shadow(ring_on_page(ink=230, paper=40)) is None
 
 
 @pytest.mark.parametrize("kind", ["phone-photo", "exif-rotated-photo", "coloured-ink",
@@ -103,10 +97,6 @@ def test_the_shadows_of_the_tests_darken_the_page_in_a_step():
 
 def test_digits_photographed_in_shadow_are_read(client, heldout_digits):
     images, labels = heldout_digits
-    right = 0
-    for index in range(0, len(images), 25):
-        photo = make_upload("photo-in-shadow", images[index], np.random.default_rng(index))
-        response = upload(client, photo, "shadow.jpg")
-        assert response.status_code == 200, response.get_json()
-        right += response.get_json()["prediction"] == labels[index]
-    assert right >= SHADOW_PHOTOS_RIGHT
+    uploads = ((make_upload("photo-in-shadow", images[index], np.random.default_rng(index)),
+                labels[index]) for index in range(0, len(images), 25))
+    assert read_right(client, uploads) >= SHADOW_PHOTOS_RIGHT

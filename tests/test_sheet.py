@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import encode_image, ring, upload
+from helpers import encode_image, read_right, ring, ring_on_page, upload
 from PIL import Image
 from synthetic_uploads import make_upload
 
@@ -39,16 +39,11 @@ def test_a_sheet_on_a_desk_is_found_and_the_desk_painted_as_paper(angle):
 
 
 def test_paper_filling_the_picture_is_no_sheet():
-    gray = np.full((240, 320), 225.0, dtype=np.float32)
-    gray[70:170, 110:210] = ring(size=100, ink=40, paper=225)
-    assert find_sheet(gray) is None
+    assert find_sheet(ring_on_page()) is None
 
 
 def test_light_falling_off_across_the_paper_is_no_desk():
-    gray = np.full((240, 320), 225.0, dtype=np.float32)
-    gray[70:170, 110:210] = ring(size=100, ink=40, paper=225)
-    gray *= np.linspace(1.0, 0.45, 320, dtype=np.float32)[None, :]  # darker to the right
-    assert find_sheet(gray) is None
+    assert find_sheet(ring_on_page(light_falling_to=0.45)) is None
 
 
 def test_a_light_ring_on_a_dark_board_is_no_sheet():
@@ -66,13 +61,9 @@ def test_no_sheet_is_found_on_photos_of_paper_filling_the_frame(heldout_digits, 
 
 def test_digits_photographed_on_a_desk_are_read(client, heldout_digits):
     images, labels = heldout_digits
-    right = 0
-    for index in range(0, len(images), 25):
-        photo = make_upload("photo-on-desk", images[index], np.random.default_rng(index))
-        response = upload(client, photo, "desk.jpg")
-        assert response.status_code == 200, response.get_json()
-        right += response.get_json()["prediction"] == labels[index]
-    assert right >= DESK_PHOTOS_RIGHT
+    uploads = ((make_upload("photo-on-desk", images[index], np.random.default_rng(index)),
+                labels[index]) for index in range(0, len(images), 25))
+    assert read_right(client, uploads) >= DESK_PHOTOS_RIGHT
 
 
 def test_a_plain_png_sheet_is_read_whatever_its_desk(client):
