@@ -77,6 +77,9 @@ FRAGMENT_HEIGHT = 0.6
 DIGIT_INK = 0.15
 # ... and lower than this, with no neighbour to join, a mark that is no digit at all.
 NOISE_HEIGHT = 0.3
+# Pieces one above the other are one digit when no further apart than this share of the
+# taller's height (a scrap of shadow below a digit is no part of it).
+STACK_GAP = 0.25
 # Ink further than this share of the line's height from the pieces of the digit (its
 # pieces of at least PIECE_SHARE of the largest's area, and those near them in turn) is not
 # read with a lone digit.
@@ -360,7 +363,9 @@ def group_by_overlap(stats: np.ndarray, mass: np.ndarray) -> list[Group]:
                 if second.left >= first.right:
                     break
                 overlap = min(first.right, second.right) - second.left
-                if overlap >= SAME_DIGIT_OVERLAP * min(first.width, second.width):
+                gap = max(first.top, second.top) - min(first.bottom, second.bottom)
+                if (overlap >= SAME_DIGIT_OVERLAP * min(first.width, second.width)
+                        and gap <= STACK_GAP * max(first.height, second.height)):
                     groups[i] = Group(first.labels + second.labels, first.left,
                                       min(first.top, second.top), max(first.right, second.right),
                                       max(first.bottom, second.bottom), first.ink + second.ink)
@@ -377,6 +382,17 @@ def line_height(groups: Sequence[Group]) -> float:
     the tallest (a long detached flag is not a digit of the line)."""
     tallest = max(group.height for group in groups)
     return float(np.median([g.height for g in groups if g.height >= LINE_SHARE * tallest]))
+
+
+def on_the_line(groups: Sequence[Group]) -> list[Group]:
+    """The groups that reach into the line's band: between the median top and the median
+    bottom of the groups at least ``LINE_SHARE`` as tall as the tallest. A group wholly
+    above or below it is no digit of the line."""
+    tallest = max(group.height for group in groups)
+    line = [group for group in groups if group.height >= LINE_SHARE * tallest]
+    top = float(np.median([group.top for group in line]))
+    bottom = float(np.median([group.bottom for group in line]))
+    return [group for group in groups if group.bottom > top and group.top < bottom]
 
 
 def without_marks(groups: Sequence[Group], height: float) -> list[Group]:
@@ -640,7 +656,7 @@ def segment_line(ink_map: InkMap, cut: bool = False) -> Segmentation:
     groups = group_by_overlap(stats, np.bincount(labels.ravel(), weights=ink.ravel()))
     height = line_height(groups)
     if len(groups) > 1:
-        groups = without_marks(groups, height)
+        groups = without_marks(on_the_line(groups), height)
     inkiest = max(group.ink for group in groups)
     digit_like = [g for g in groups
                   if g.height >= FRAGMENT_HEIGHT * height and g.ink >= DIGIT_INK * inkiest]

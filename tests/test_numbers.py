@@ -156,6 +156,21 @@ def test_a_lone_digit_is_read_without_a_stray_dot_far_from_it(heldout_all, dot, 
         assert np.abs(difference).max() <= 8
 
 
+@pytest.mark.parametrize("under", [0, 1, 2])
+def test_a_scrap_below_the_line_is_no_digit(number_client, heldout_all, under):
+    # A blot well below one digit of a number (a shadow's corner, a smudge): neither a
+    # digit of its own nor a part of the digit above it.
+    images, labels = heldout_all
+    chosen = [int(np.flatnonzero(labels == d)[0]) for d in (3, 0, 8)]
+    page, boxes = page_with([images[i] for i in chosen], [20, 130, 240], top=60)
+    middle = (boxes[under][0] + boxes[under][2]) // 2
+    ImageDraw.Draw(page).ellipse([middle - 6, boxes[under][3] + 30, middle + 6,
+                                  boxes[under][3] + 46], fill=0)
+    response = upload(number_client, encode_image(page))
+    assert response.status_code == 200
+    assert response.get_json()["number"] == "308"
+
+
 def underlined(digits: list[np.ndarray]) -> Image.Image:
     """``digits`` written in a row on paper with a line drawn under the whole number."""
     page, boxes = page_with(digits, [20 + 100 * i for i in range(len(digits))])

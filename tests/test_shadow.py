@@ -14,7 +14,7 @@ from imaging.ink import SURVEY_SIZE
 from imaging.pixels import shrink, to_grayscale
 from imaging.shadow import find_shadow
 
-# Read right of 20 held-out digits photographed in shadow (19 here, 493 of 500 in a longer
+# Read right of 20 held-out digits photographed in shadow (19 here, 494 of 500 in a longer
 # run); before shadows were lifted, 95 of those 500.
 SHADOW_PHOTOS_RIGHT = 18
 
