@@ -412,8 +412,8 @@ def without_strays(ink_map: InkMap, labels: np.ndarray, stats: np.ndarray,
                    digits: Sequence[Group], height: float) -> InkMap:
     """The ink map less the components that no chain of pieces, each within ``STRAY_GAP``
     of the line's height of the next, links to the large pieces of a group in ``digits``
-    (the groups that may be the digit; a large piece has ``PIECE_SHARE`` of the ink of the
-    group's largest): specks of dust, a stray mark, a scrap of a desk's or a shadow's edge
+    (the groups that may be the digit; a large piece covers ``PIECE_SHARE`` of the area of
+    the group's largest): specks of dust, a stray mark, a scrap of a desk's or a shadow's edge
     at the picture's border, none of which may widen a lone digit, even where it lies right
     below or above the digit and was grouped with it."""
     margin = STRAY_GAP * height

@@ -103,8 +103,7 @@ class Shadow:
         A region is lit by its own light, read with a square as wide as on the
         picture, but nowhere brighter than the picture's light there: a sliver of
         shadow along the region's side is narrower than the square, and would be
-        closed over as a stroke is. The picture's light is spread a pixel into the
-        lit paper first, so that, enlarged, its edge falls wholly on the lit side.
+        closed over as a stroke is.
         """
         if box is None:
             return divided(gray, self.light.astype(np.float32), self.lit)
