@@ -351,10 +351,11 @@ def read_digit(image: Image.Image, region: tuple[int, int, int, int],
     (``ruled``: on a page known to be ruled), off ``sheet`` painted as paper and with
     ``shadow`` lifted (both found on a copy of ``image`` scaled by ``survey_scale``)."""
     gray = to_grayscale(shrink(image.crop(region), READ_SIZE))
+    on_survey = tuple(side * survey_scale for side in region)
     if sheet is not None:
-        gray = sheet.cover(gray, tuple(side * survey_scale for side in region))
+        gray = sheet.cover(gray, on_survey)
     if shadow is not None:
-        gray = shadow.lift(gray, tuple(side * survey_scale for side in region))
+        gray = shadow.lift(gray, on_survey)
     return ink_map(gray, ruled)
 
 

@@ -110,3 +110,21 @@ def mean3x3(values: np.ndarray) -> np.ndarray:
 def edge_of(values: np.ndarray) -> np.ndarray:
     """The pixels along the four sides of ``values``, each once."""
     return np.concatenate([values[0], values[-1], values[1:-1, 0], values[1:-1, -1]])
+
+
+def rim_inside(region: np.ndarray) -> np.ndarray:
+    """The pixels of a region (bool) along its outline, but for where it runs off the
+    picture: there the picture's border is no edge of it."""
+    inner = cv2.erode(region.astype(np.uint8), np.ones((3, 3), dtype=np.uint8)).astype(bool)
+    rim = region & ~inner
+    rim[[0, -1], :] = False
+    rim[:, [0, -1]] = False
+    return rim
+
+
+def steepness(values: np.ndarray) -> np.ndarray:
+    """How fast ``values`` change at each pixel, per pixel (Sobel's gradient magnitude)."""
+    # Sobel's 3x3 kernels weigh the difference across two pixels by 4 each: /8 per pixel.
+    across = cv2.Sobel(values, cv2.CV_32F, 1, 0, ksize=3)
+    down = cv2.Sobel(values, cv2.CV_32F, 0, 1, ksize=3)
+    return np.hypot(across, down) / 8.0

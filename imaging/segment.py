@@ -377,19 +377,23 @@ def group_by_overlap(stats: np.ndarray, mass: np.ndarray) -> list[Group]:
     return groups
 
 
-def line_height(groups: Sequence[Group]) -> float:
-    """The digits' height: the median of the groups at least ``LINE_SHARE`` as tall as
-    the tallest (a long detached flag is not a digit of the line)."""
+def line_groups(groups: Sequence[Group]) -> list[Group]:
+    """The groups that make the line: at least ``LINE_SHARE`` as tall as the tallest (a long
+    detached flag is not a digit of the line)."""
     tallest = max(group.height for group in groups)
-    return float(np.median([g.height for g in groups if g.height >= LINE_SHARE * tallest]))
+    return [group for group in groups if group.height >= LINE_SHARE * tallest]
+
+
+def line_height(groups: Sequence[Group]) -> float:
+    """The digits' height: the median of the ``line_groups``."""
+    return float(np.median([group.height for group in line_groups(groups)]))
 
 
 def on_the_line(groups: Sequence[Group]) -> list[Group]:
-    """The groups that reach into the line's band: between the median top and the median
-    bottom of the groups at least ``LINE_SHARE`` as tall as the tallest. A group wholly
-    above or below it is no digit of the line."""
-    tallest = max(group.height for group in groups)
-    line = [group for group in groups if group.height >= LINE_SHARE * tallest]
+    """The groups that reach into the line's band, from the median top to the median
+    bottom of the ``line_groups``. A group wholly above or below it is no digit of the
+    line."""
+    line = line_groups(groups)
     top = float(np.median([group.top for group in line]))
     bottom = float(np.median([group.bottom for group in line]))
     return [group for group in groups if group.bottom > top and group.top < bottom]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from imaging.opencv import cv2
+from imaging.pixels import rim_inside, steepness
 
 # The closing's square, as a share of the picture's longer side ...
 LIGHT_KERNEL = 0.1
@@ -156,21 +157,15 @@ def shade_edge(shaded: np.ndarray, light: np.ndarray) -> tuple[float, float]:
     """The steep points (``STEEP_SHARE``) of a shaded region's edge: how far they stray from
     their best line, as a share of the picture's longer side, and how fast the light changes
     there at the median, per pixel; (1.0, 0.0) with no edge."""
-    inner = cv2.erode(shaded.astype(np.uint8), np.ones((3, 3), dtype=np.uint8)).astype(bool)
-    edge = shaded & ~inner
-    edge[[0, -1], :] = False  # the picture's own border is no edge of the shadow
-    edge[:, [0, -1]] = False
-    rows, cols = np.nonzero(edge)
+    rows, cols = np.nonzero(rim_inside(shaded))
     if rows.size < 3:
         return 1.0, 0.0
-    # Sobel's 3x3 kernels weigh the difference across two pixels by 4 each: /8 per pixel.
-    steepness = np.hypot(cv2.Sobel(light, cv2.CV_32F, 1, 0, ksize=3)[rows, cols],
-                         cv2.Sobel(light, cv2.CV_32F, 0, 1, ksize=3)[rows, cols]) / 8.0
-    steep = steepness >= STEEP_SHARE * np.percentile(steepness, 90)
+    change = steepness(light)[rows, cols]
+    steep = change >= STEEP_SHARE * np.percentile(change, 90)
     points = np.stack([cols[steep], rows[steep]], axis=1).astype(np.float64)
     if len(points) < 3:
         return 1.0, 0.0
     points -= points.mean(axis=0)
     least_spread = np.linalg.eigvalsh(points.T @ points / len(points))[0]
     straightness = float(np.sqrt(max(least_spread, 0.0))) / max(shaded.shape)
-    return straightness, float(np.median(steepness[steep]))
+    return straightness, float(np.median(change[steep]))

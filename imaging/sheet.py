@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from imaging.opencv import cv2
-from imaging.pixels import edge_of, mean3x3
+from imaging.pixels import edge_of, mean3x3, rim_inside, steepness
 
 # The sheet covers at least this share of the picture, ...
 SHEET_SHARE = 0.2
@@ -132,13 +132,7 @@ def desk_around(desk: np.ndarray, light: np.ndarray) -> bool:
 
 def rim_sharpness(smooth: np.ndarray, sheet: np.ndarray) -> float:
     """The median change of level per pixel along the sheet's rim, inside the picture."""
-    inner = cv2.erode(sheet.astype(np.uint8), np.ones((3, 3), dtype=np.uint8)).astype(bool)
-    rim = sheet & ~inner
-    rim[[0, -1], :] = False  # where the sheet runs off the picture there is no edge to see
-    rim[:, [0, -1]] = False
+    rim = rim_inside(sheet)
     if not rim.any():
         return 0.0
-    # Sobel's 3x3 kernels weigh the difference across two pixels by 4 each: /8 per pixel.
-    across = cv2.Sobel(smooth, cv2.CV_32F, 1, 0, ksize=3)
-    down = cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3)
-    return float(np.median(np.hypot(across[rim], down[rim]))) / 8.0
+    return float(np.median(steepness(smooth)[rim]))
