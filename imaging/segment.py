@@ -391,12 +391,13 @@ def line_height(groups: Sequence[Group]) -> float:
 
 def on_the_line(groups: Sequence[Group]) -> list[Group]:
     """The groups that reach into the line's band, from the median top to the median
-    bottom of the ``line_groups``. A group wholly above or below it is no digit of the
-    line."""
+    bottom of the ``line_groups``: a group wholly above or below it is no digit of the
+    line. Where none does (two digits one above the other, the band between them), all
+    of them."""
     line = line_groups(groups)
     top = float(np.median([group.top for group in line]))
     bottom = float(np.median([group.bottom for group in line]))
-    return [group for group in groups if group.bottom > top and group.top < bottom]
+    return [group for group in groups if group.bottom > top and group.top < bottom] or list(groups)
 
 
 def without_marks(groups: Sequence[Group], height: float) -> list[Group]:

@@ -171,6 +171,18 @@ def test_a_scrap_below_the_line_is_no_digit(number_client, heldout_all, under):
     assert response.get_json()["number"] == "308"
 
 
+def test_two_digits_one_above_the_other_are_both_read(heldout_all):
+    # The line's band lies between them: neither may be dropped as off the line.
+    images, labels = heldout_all
+    page = Image.new("L", (160, 320), 255)
+    for top, digit in ((20, 3), (180, 7)):
+        image = images[int(np.flatnonzero(labels == digit)[0])]
+        ink = Image.fromarray(image, mode="L").resize((112, 112), Image.Resampling.BICUBIC)
+        page.paste(Image.new("L", ink.size, 0), (24, top), ink)
+    segmentation = segment(locate_ink(decode_upload(encode_image(page))))
+    assert segmentation.candidates
+
+
 def underlined(digits: list[np.ndarray]) -> Image.Image:
     """``digits`` written in a row on paper with a line drawn under the whole number."""
     page, boxes = page_with(digits, [20 + 100 * i for i in range(len(digits))])
