@@ -71,6 +71,11 @@ THIN_STROKE_EXTENT = 0.04
 OUTLIER_SIGMAS = 3.0
 # A median absolute deviation times this is the standard deviation of Gaussian noise.
 MAD_TO_SIGMA = 1.4826
+# A small picture read framed in paper (a tight crop with hardly any paper of its own) must
+# span at least this many times its grain along its longer side (``grain_lengthwise``):
+# tight crops of a 1 and a 0 at 16 pixels span 14 to 35 times theirs, noise alone at most
+# 9 times (200 noise-only pictures at each of 8, 16, 32 and 63 pixels).
+TIGHT_CROP_TO_GRAIN = 12.0
 # The fit over the whole picture is the ink's, not the paper's, where it stands this share of
 # the picture's range above the fit along the border (the paper's) there, as a median: at
 # most 0.03 on the photo kinds of tests/synthetic_uploads.py and 0.05 on the photos of
@@ -463,7 +468,7 @@ def locate_ink(image: Image.Image) -> InkMap:
 
     An image small enough to be surveyed whole, on flat paper, is read once:
     its survey already is the ink map at full resolution. A small picture in
-    which no ink stands out is looked at once more, enlarged (``enlarged``).
+    which no ink stands out is looked at once more (``small_picture_ink``).
     """
     survey = shrink(image, SURVEY_SIZE)
     gray = to_grayscale(survey)
@@ -481,15 +486,52 @@ def locate_ink(image: Image.Image) -> InkMap:
             return thin_stroke_ink(image, gray)
         if max(gray.shape) >= SMALL_PICTURE:
             raise
-        ink, _ = ink_on_paper(enlarged(gray), level,
-                              max(MIN_INK_CONTRAST, SMALL_INK_TO_GRAIN * grain(gray)))
-        return InkMap(ink, upload_region(image, (0, 0, image.width, image.height)))
+        return InkMap(small_picture_ink(gray, level),
+                      upload_region(image, (0, 0, image.width, image.height)))
     if survey is image and level is not None:
         region = (0, 0, image.width, image.height)
     else:
         region = region_around_ink(image, survey, ink)
         ink = read_digit(image, region, ruled, sheet, survey.width / image.width, shadow)
     return InkMap(ink, upload_region(image, region))
+
+
+def small_picture_ink(gray: np.ndarray, level: float | None) -> np.ndarray:
+    """The ink of a picture under ``SMALL_PICTURE`` in which none stood out, or
+    ``NoDigitError``: looked at enlarged (``enlarged``), where a pencil stroke a pixel wide
+    is not lost in the 3x3 smoothing, then with a band of paper around it
+    (``framed_in_paper``), where a tight crop of a 1 holds too little paper of its own. Its
+    ink must stand out from its grain (``SMALL_INK_TO_GRAIN``, ``TIGHT_CROP_TO_GRAIN``).
+    """
+    try:
+        return ink_on_paper(enlarged(gray), level,
+                            max(MIN_INK_CONTRAST, SMALL_INK_TO_GRAIN * grain(gray)))[0]
+    except NoDigitError:
+        if float(np.ptp(gray)) < TIGHT_CROP_TO_GRAIN * grain_lengthwise(gray):
+            raise
+        framed, band = framed_in_paper(gray)
+        return ink_on_paper(framed, uniform_paper_level(framed))[0][band:-band, band:-band]
+
+
+def grain_lengthwise(gray: np.ndarray) -> float:
+    """How far pixels stray from the mean of their two neighbours along the picture's longer
+    side, robustly, as a deviation: noise strays every way, while a stroke running the length
+    of a sliver changes smoothly along it (``grain`` takes such a sliver for all grain)."""
+    along = gray if gray.shape[0] >= gray.shape[1] else gray.T
+    if along.shape[0] < 3:
+        return 0.0
+    strays = along[1:-1] - (along[:-2] + along[2:]) / 2.0
+    return MAD_TO_SIGMA * float(np.median(np.abs(strays)))
+
+
+def framed_in_paper(gray: np.ndarray) -> tuple[np.ndarray, int]:
+    """``gray`` in a band of paper a quarter of its longer side wide, and the band's width:
+    paper as light as its lightest pixel where its edge takes the ink for dark (or cannot
+    tell), as dark as its darkest where light."""
+    dark = ink_is_dark_by_edge(gray)
+    paper = float(gray.max()) if dark or dark is None else float(gray.min())
+    band = math.ceil(max(gray.shape) / 4)
+    return np.pad(gray, band, constant_values=paper), band
 
 
 def without_shadow(gray: np.ndarray) -> tuple[np.ndarray, Shadow | None]:

@@ -109,7 +109,10 @@ def find_sheet(gray: np.ndarray) -> Sheet | None:
     # The sheet's rim, where paper and desk blur into each other, is left out too: kept,
     # it would be read as a stroke along the sheet's side.
     margin = np.ones((2 * RIM_WIDTH + 1, 2 * RIM_WIDTH + 1), dtype=np.uint8)
-    return Sheet(cv2.erode(sheet.astype(np.uint8), margin).astype(bool), paper_level)
+    inside = cv2.erode(sheet.astype(np.uint8), margin).astype(bool)
+    if light[inside].all():  # no ink left inside the rim: a picture too small for a sheet
+        return None
+    return Sheet(inside, paper_level)
 
 
 def sheet_shaped(outline: np.ndarray, picture_area: int) -> bool:

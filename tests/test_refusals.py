@@ -57,6 +57,33 @@ def test_predict_refuses_every_blank_kind(client, kind):
     assert response.get_json()["error"]["code"] == "no_digit_found"
 
 
+@pytest.mark.parametrize(("kind", "index"), [("tight-crop", 79), ("white-filling-the-frame", 79),
+                                           ("blurry-12px-scan", 79),
+                                           ("white-filling-the-frame", 22)])
+def test_a_sixteen_pixel_crop_with_hardly_any_paper_is_read(client, heldout_digits, kind, index):
+    # A 1 cropped to 16x3 pixels, and a white 0 filling 16x10 on black: the 1 had too little
+    # paper of its own to stand out (it is read framed in paper), and the 0 was taken for a
+    # sheet on a desk whose rim left nothing inside (everything was painted as paper).
+    images, labels = heldout_digits
+    image = VISIBLE_KINDS[kind](images[index], 16, np.random.default_rng(index))
+    response = upload(client, encode_image(image))
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["prediction"] == labels[index]
+
+
+@pytest.mark.parametrize("size", [8, 16, 24])
+def test_noise_in_a_small_picture_is_refused_even_framed_in_paper(size):
+    # Read framed in paper, noise stands out from the band; its grain along the picture
+    # still gives it away (at most 9 times its range against a tight crop's 14 or more).
+    refused = 0
+    for seed in range(40):
+        try:
+            preprocess(encode_image(BLANK_KINDS["noise-only"](size, np.random.default_rng(seed))))
+        except NoDigitError:
+            refused += 1
+    assert refused >= (38 if size == 8 else 40)
+
+
 @pytest.mark.parametrize("size", [32, 48, 100])
 def test_a_broad_marker_one_is_thinned_not_erased(client, size):
     # A bar of ink filling its box across, its edge nicked: measured without the outline
