@@ -168,22 +168,24 @@ def orient_ink(gray: np.ndarray) -> np.ndarray:
                                   or by_edge == ink_is_dark_by_area(mean3x3(gray))):
         dark = by_edge
     else:
-        by_fit = ink_is_dark_on_paper(gray, paper_surface(gray))
+        grid = paper_cells(gray)
+        by_fit = ink_is_dark_on_paper(gray, fit_paper(grid))
         if by_edge is None:
             dark = by_fit
         else:
             # Light falling off to the corners misleads the edge; ink covering much of
             # a picture misleads the fit over the whole picture, not the one along
             # its border.
-            by_border = ink_is_dark_on_paper(gray, paper_surface(gray, along_border=True))
+            by_border = ink_is_dark_on_paper(gray, fit_paper(grid.along_border()))
             dark = by_edge if by_edge in (by_fit, by_border) else by_fit
     return 255.0 - gray if dark else gray
 
 
 def ink_is_dark_on_paper(gray: np.ndarray, paper: np.ndarray) -> bool:
-    """Whether the ink is the dark side of ``gray`` less the paper's fitted surface: by the
-    edge of what is left, or where that is split evenly, by which side strays further."""
-    difference = mean3x3(gray - paper)
+    """Whether the ink is the dark side of ``gray`` less the paper's fitted surface (its
+    coefficients, ``fit_paper``): by the edge of what is left, or where that is split
+    evenly, by which side strays further."""
+    difference = mean3x3(gray - quadratic_surface(paper, gray.shape))
     dark = ink_is_dark_by_edge(difference)
     return ink_is_dark(difference) if dark is None else dark
 
@@ -270,22 +272,6 @@ def flatten_background(ink: np.ndarray) -> np.ndarray:
     return np.clip(ink - paper, 0.0, None)
 
 
-def paper_surface(values: np.ndarray, ink_is_bright: bool = False,
-                  cells: int = BACKGROUND_CELLS, along_border: bool = False) -> np.ndarray:
-    """The paper's level at every pixel, as if no ink lay on it.
-
-    Light falls off smoothly across a page (a lamp to one side, a phone's
-    vignette), so the paper is modelled as a quadratic surface, fitted to a
-    coarse grid of cells (``paper_cells``) and refitted without the cells that
-    stray from it: those hold ink (``fit_paper``). ``along_border`` fits the
-    outermost cells alone, where paper surrounds a digit however much of the
-    picture its ink covers.
-    """
-    grid = paper_cells(values, ink_is_bright, cells)
-    fitted = grid.along_border() if along_border else grid
-    return quadratic_surface(fit_paper(fitted, ink_is_bright), values.shape)
-
-
 @dataclass(frozen=True)
 class PaperCells:
     """Each cell's level and its quadratic terms (``quadratic_terms``), a row per cell, and
@@ -306,7 +292,14 @@ def paper_cells(values: np.ndarray, ink_is_bright: bool = False,
                 cells: int = BACKGROUND_CELLS) -> PaperCells:
     """A grid of about ``cells`` x ``cells`` over ``values`` and each cell's level: its
     median, or once the ink is known to be the bright side its lower quartile (paper
-    unless ink covers nearly all the cell, as inside a thick marker's stroke)."""
+    unless ink covers nearly all the cell, as inside a thick marker's stroke).
+
+    Light falls off smoothly across a page (a lamp to one side, a phone's vignette), so
+    the paper is modelled as a quadratic surface fitted to these levels and refitted
+    without the cells that stray from it, which hold ink (``fit_paper``); the outermost
+    cells alone (``PaperCells.along_border``) are paper however much of the picture a
+    digit's ink covers.
+    """
     height, width = values.shape
     cell = max(1, math.ceil(max(height, width) / cells))
     rows, cols = math.ceil(height / cell), math.ceil(width / cell)

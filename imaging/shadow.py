@@ -1,7 +1,7 @@
 """Lift a cast shadow off the paper: the light on the page divided out where it falls in a step.
 
 A phone held over a page, or a hand, casts a shadow whose edge crosses the
-paper. The paper's fitted surface (``imaging.ink.paper_surface``) is smooth
+paper. The paper's fitted surface (``imaging.ink.fit_paper``) is smooth
 and cannot follow that step, so the shaded paper was taken for ink. The light
 falling on the paper is read here as the picture's morphological closing with
 a square a tenth of its size: it closes over pen strokes (which hold no such

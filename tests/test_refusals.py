@@ -74,7 +74,7 @@ def test_a_sixteen_pixel_crop_with_hardly_any_paper_is_read(client, heldout_digi
 @pytest.mark.parametrize("size", [8, 16, 24])
 def test_noise_in_a_small_picture_is_refused_even_framed_in_paper(size):
     # Read framed in paper, noise stands out from the band; its grain along the picture
-    # still gives it away (at most 9 times its range against a tight crop's 14 or more).
+    # still gives it away (its range at most 9 times that grain, a tight crop's 14 or more).
     refused = 0
     for seed in range(40):
         try:
