@@ -28,7 +28,7 @@ from PIL import Image
 
 from imaging.decode import UPLOAD_SIZE_KEY
 from imaging.errors import NoDigitError
-from imaging.normalise import ink_bounds
+from imaging.normalise import ink_bounds, stroke_width
 from imaging.opencv import cv2
 from imaging.pixels import edge_of, mean3x3, shrink, to_grayscale
 from imaging.ruling import drop_specks, without_ruling
@@ -40,6 +40,15 @@ from imaging.sheet import Sheet, find_sheet
 SURVEY_SIZE = 320
 # ... and the region found is read again from the decoded image at most this large,
 READ_SIZE = 320
+# A picture on flat paper (a canvas, a cleaned scan) is read averaged down by a whole factor
+# to at most this size: the digit's 20-pixel box needs no more, and the map is read in a
+# third of the time ...
+FLAT_READ_SIZE = 160
+# ... where its ink then stays at least this tall (pixels: the strokes' width is measured
+# with the digit 80 pixels tall) ...
+FLAT_READ_INK = 64
+# ... and its strokes at least this wide (pixels), so that none was averaged away.
+FLAT_READ_STROKE = 2.0
 # ... reaching this far beyond the ink on every side (times the ink's longer
 # side), so that the region holds paper as well as ink.
 READ_MARGIN = 0.5
@@ -466,6 +475,10 @@ def locate_ink(image: Image.Image) -> InkMap:
     survey = shrink(image, SURVEY_SIZE)
     gray = to_grayscale(survey)
     level = uniform_paper_level(gray)
+    if level is not None and survey is image:
+        coarse = coarse_flat_ink(gray, level)
+        if coarse is not None:
+            return InkMap(coarse, upload_region(image, (0, 0, image.width, image.height)))
     sheet = shadow = None
     if level is None:
         sheet = find_sheet(gray)
@@ -487,6 +500,29 @@ def locate_ink(image: Image.Image) -> InkMap:
         region = region_around_ink(image, survey, ink)
         ink = read_digit(image, region, ruled, sheet, survey.width / image.width, shadow)
     return InkMap(ink, upload_region(image, region))
+
+
+def coarse_flat_ink(gray: np.ndarray, level: float) -> np.ndarray | None:
+    """The ink of a picture on flat paper at ``level``, read averaged down by a whole factor to
+    at most ``FLAT_READ_SIZE``; None where it is that small already, or where the ink would
+    come out short (``FLAT_READ_INK``) or thin (``FLAT_READ_STROKE``) or not at all: there
+    the picture is read whole."""
+    factor = math.ceil(max(gray.shape) / FLAT_READ_SIZE)
+    if factor < 2:
+        return None
+    height, width = gray.shape
+    # Averaged over blocks of factor x factor pixels (OpenCV's area resize: 7 us where
+    # Pillow's reduce took 68 on a 280x280 map); the paper keeps its level.
+    coarse = cv2.resize(gray, (math.ceil(width / factor), math.ceil(height / factor)),
+                        interpolation=cv2.INTER_AREA)
+    try:
+        ink = ink_on_paper(coarse, level)[0]
+    except NoDigitError:
+        return None
+    _, top, _, bottom = ink_bounds(ink)
+    if bottom - top < FLAT_READ_INK or stroke_width(ink) < FLAT_READ_STROKE:
+        return None
+    return ink
 
 
 def small_picture_ink(gray: np.ndarray, level: float | None) -> np.ndarray:

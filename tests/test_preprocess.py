@@ -12,8 +12,10 @@ from visible_digits import blurry_scan, thick
 from imaging.decode import DECODE_SIZE, decode_upload, draft_request
 from imaging.errors import ImageTooLargeError, NoDigitError, NotAnImageError
 from imaging.ink import (
+    FLAT_READ_INK,
     MIN_INK_CONTRAST,
     READ_SIZE,
+    coarse_flat_ink,
     edge_of,
     find_digit,
     flatten_background,
@@ -543,6 +545,13 @@ def full_path_picture(image: Image.Image, monkeypatch) -> np.ndarray:
         return preprocess_image(image).image
 
 
+def full_resolution_picture(image: Image.Image, monkeypatch) -> np.ndarray:
+    """The 28x28 picture of flat paper read at the picture's own size, never averaged down."""
+    with monkeypatch.context() as patched:
+        patched.setattr("imaging.ink.FLAT_READ_SIZE", 10**6)
+        return preprocess_image(image).image
+
+
 @pytest.mark.parametrize("make", [
     lambda digit: Image.fromarray(digit),  # an MNIST-style file as it is
     paper_digit,  # black on pure white
@@ -554,8 +563,51 @@ def test_flat_paper_short_path_gives_the_full_paths_picture(heldout_digits, monk
     for digit in images[::25]:
         image = make(digit)
         assert uniform_paper_level(to_grayscale(image)) is not None
-        short, full = preprocess_image(image).image, full_path_picture(image, monkeypatch)
+        short = full_resolution_picture(image, monkeypatch)
+        full = full_path_picture(image, monkeypatch)
         assert np.abs(short.astype(int) - full.astype(int)).max() <= 1  # rounding only
+
+
+def best_aligned_difference(first: np.ndarray, second: np.ndarray) -> float:
+    """The mean gray difference of two 28x28 pictures, the second shifted by at most a pixel
+    each way to fit the first best (a centre of mass rounded the other way)."""
+    return min(float(np.abs(first.astype(int) - np.roll(second, (down, across), (0, 1))
+                            .astype(int)).mean())
+               for down in (-1, 0, 1) for across in (-1, 0, 1))
+
+
+@pytest.mark.parametrize("stroke", [(0, 0, 0), (255, 255, 255)], ids=["dark", "white"])
+def test_a_canvas_read_averaged_down_gives_nearly_its_full_resolution_picture(
+        heldout_digits, monkeypatch, stroke):
+    images, _ = heldout_digits
+    differences = []
+    for digit in images[::10]:
+        canvas = canvas_export(digit, stroke)  # 280x280: read at 140x140
+        assert coarse_flat_ink(to_grayscale(canvas), 0.0 if stroke == (255, 255, 255)
+                               else 255.0) is not None
+        differences.append(best_aligned_difference(
+            preprocess_image(canvas).image, full_resolution_picture(canvas, monkeypatch)))
+    assert np.median(differences) <= 3.0  # gray levels out of 255
+    assert max(differences) <= 16.0  # a stroke evened by one pass more or less
+
+
+def test_flat_paper_is_read_whole_where_averaging_down_would_lose_the_ink(heldout_digits):
+    digit = heldout_digits[0][0]
+    # Already small enough.
+    assert coarse_flat_ink(to_grayscale(paper_digit(digit, scale=4)), 255.0) is None
+    # A pen one pixel wide: averaged down, its strokes would be half as dark and too thin.
+    page = Image.new("L", (280, 280), 255)
+    ImageDraw.Draw(page).ellipse((60, 40, 220, 240), outline=0, width=1)
+    assert coarse_flat_ink(to_grayscale(page), 255.0) is None
+    # A small digit on a large page: averaged down, it would be under FLAT_READ_INK tall.
+    small = Image.new("L", (300, 300), 255)
+    small.paste(paper_digit(digit, scale=2), (100, 100))
+    assert coarse_flat_ink(to_grayscale(small), 255.0) is None
+    # A large digit drawn with a broad pen is read averaged down, half as tall.
+    large = paper_digit(digit, scale=7)  # 280x280
+    ink = coarse_flat_ink(to_grayscale(large), 255.0)
+    assert ink is not None and ink.shape == (140, 140)
+    assert ink_bounds(ink)[3] - ink_bounds(ink)[1] >= FLAT_READ_INK
 
 
 def test_grainy_paper_takes_the_full_path(heldout_digits):
