@@ -25,6 +25,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
 
 from app import create_app
+from imaging.ink import READ_SIZE
 from serving.trust import REASONS
 from training.nondigits import nondigit_pictures
 
@@ -559,9 +560,15 @@ def test_phone_layout_and_drawing_with_a_finger(page):
         assert page.execute_script("return arguments[0].width", pad) == 2 * pad.size["width"]
         screenshot(page, "phone-start")
 
+        record_sent_pictures(page)
         new_result(page, lambda: draw_stroke(page, ONE, kind=interaction.POINTER_TOUCH))
         assert_full_result(page, 1)
         assert ink_pixels(page) > 0
+        # The drawing was sent scaled down to the size the server reads, its shape kept.
+        pad_pixels = page.execute_script("return [arguments[0].width, arguments[0].height]", pad)
+        (sent,) = page.execute_script("return window.sentPictures")
+        assert max(sent) == READ_SIZE < max(pad_pixels)
+        assert abs(sent[0] / sent[1] - pad_pixels[0] / pad_pixels[1]) < 0.02
         assert not page.find_element(By.ID, "pen").is_displayed()
         # The answer shows below the pad without scrolling.
         digit = page.find_element(By.ID, "prediction")
@@ -571,6 +578,20 @@ def test_phone_layout_and_drawing_with_a_finger(page):
         full_page_screenshot(page, "phone-result")
     finally:
         show_as(page, *DESKTOP)
+
+
+def record_sent_pictures(driver: WebDriver) -> None:
+    """From now on, the page keeps the width and height of every picture it sends
+    in ``window.sentPictures``."""
+    driver.execute_script("""
+        window.sentPictures = [];
+        const send = window.fetch;
+        window.fetch = async (url, options) => {
+          const picture = await createImageBitmap(options.body.get("file"));
+          window.sentPictures.push([picture.width, picture.height]);
+          return send(url, options);
+        };
+    """)
 
 
 # ---- Without JavaScript ---------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, render_template, request
 
+from imaging.ink import READ_SIZE
 from serving.trust import REASONS
 from web.config import is_true
 from web.errors import answer_error
@@ -53,6 +54,12 @@ def predict():
 def reasons() -> dict[str, object]:
     """Why an answer can be uncertain, in plain words, for the page to say."""
     return {"reasons": REASONS}
+
+
+@bp.app_context_processor
+def read_size() -> dict[str, object]:
+    """The longer side a picture is read at, at most: the page sends no larger drawings."""
+    return {"read_size": READ_SIZE}
 
 
 @bp.after_app_request
