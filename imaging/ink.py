@@ -3,7 +3,8 @@
     locate_ink          the ink map that holds the digits, and where it lies in the upload
                         (a small picture without ink is looked at again, enlarged; a large
                         one, keeping strokes too thin to survive averaging: thin_stroke_ink)
-    digit_ink           find_digit, then read_digit (once only for a small image on flat paper)
+    digit_ink           find_digit, then read_digit (once only for a small image on flat
+                        paper, averaged down where its digit is large: coarse_flat_ink)
     find_digit          where the ink is, searched on a small copy of the image
     read_digit          that region again, at a resolution fit for the digit:
         shrink              averaged down to at most READ_SIZE pixels
@@ -40,6 +41,9 @@ from imaging.sheet import Sheet, find_sheet
 SURVEY_SIZE = 320
 # ... and the region found is read again from the decoded image at most this large,
 READ_SIZE = 320
+# ... reaching this far beyond the ink on every side (times the ink's longer
+# side), so that the region holds paper as well as ink.
+READ_MARGIN = 0.5
 # A picture on flat paper (a canvas, a cleaned scan) is read averaged down by a whole factor
 # to at most this size: the digit's 20-pixel box needs no more, and the map is read in a
 # third of the time ...
@@ -49,9 +53,6 @@ FLAT_READ_SIZE = 160
 FLAT_READ_INK = 64
 # ... and its strokes at least this wide (pixels), so that none was averaged away.
 FLAT_READ_STROKE = 2.0
-# ... reaching this far beyond the ink on every side (times the ink's longer
-# side), so that the region holds paper as well as ink.
-READ_MARGIN = 0.5
 # The paper's light is measured on a grid of this many cells along the longer side.
 BACKGROUND_CELLS = 16
 # Ink must stand this far (out of 255) above the paper to count as a digit; the
@@ -469,8 +470,9 @@ def locate_ink(image: Image.Image) -> InkMap:
     """The ink map that holds the digits: ``find_digit``, then ``read_digit``, with its place.
 
     An image small enough to be surveyed whole, on flat paper, is read once:
-    its survey already is the ink map at full resolution. A small picture in
-    which no ink stands out is looked at once more (``small_picture_ink``).
+    its survey already is the ink map at full resolution, or averaged down
+    where the digit is large (``coarse_flat_ink``). A small picture in which no
+    ink stands out is looked at once more (``small_picture_ink``).
     """
     survey = shrink(image, SURVEY_SIZE)
     gray = to_grayscale(survey)
