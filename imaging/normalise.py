@@ -33,6 +33,11 @@ INPUT_SHAPE = (1, FIELD_SIZE, FIELD_SIZE)
 MNIST_STROKE_WIDTHS = (1.63, 3.65)
 # Strokes are thinned or thickened at this many times the box's final size.
 STROKE_SCALE = 4
+# Thinned by this many passes or more (at STROKE_SCALE), a digit is worn down by a round
+# filter rather than a square one: a square leaves spurs where a broad marker's blob has
+# corners. Broad markers filling 16-pixel pictures were read wrong 26 times in 250
+# instead of 43; from fewer passes on, a held-out 0 was worn into an 8.
+ROUND_THINNING_PASSES = 4
 # A picture scaled down more than twice this much is first averaged down by a whole
 # factor (Pillow's ``reducing_gap``), leaving Lanczos at least this much to do: 8% less
 # CPU for a whole 280x280 canvas upload, the same digits read right on every upload
@@ -83,7 +88,8 @@ def even_out_strokes(digit: np.ndarray, widths: tuple[float, float] = MNIST_STRO
 
     The digit is measured at ``scale`` times its final size, where each pass
     of a 3x3 minimum (or maximum) filter takes half a final pixel off (or
-    adds it to) the strokes' width. Digits already within ``widths`` are
+    adds it to) the strokes' width (``ROUND_THINNING_PASSES`` or more passes
+    thinning it: a round filter as wide). Digits already within ``widths`` are
     returned untouched.
     """
     large = fit_to_box(digit, BOX_SIZE * scale)
@@ -101,8 +107,11 @@ def even_out_strokes(digit: np.ndarray, widths: tuple[float, float] = MNIST_STRO
         passes = thinning_passes(large, passes, high, scale)
         if passes < 1:
             return digit
-    kernel = np.ones((2 * passes + 1, 2 * passes + 1), dtype=np.uint8)
-    morph = cv2.erode if width > high else cv2.dilate
+    thinning = width > high
+    shape = (cv2.MORPH_ELLIPSE if thinning and passes >= ROUND_THINNING_PASSES
+             else cv2.MORPH_RECT)
+    kernel = cv2.getStructuringElement(shape, (2 * passes + 1, 2 * passes + 1))
+    morph = cv2.erode if thinning else cv2.dilate
     return crop_to_ink(morph(large.astype(np.float32), kernel, borderType=cv2.BORDER_REPLICATE))
 
 
@@ -116,7 +125,8 @@ def thinning_passes(large: np.ndarray, passes: int, high: float, scale: int) -> 
     and the whole digit was thinned away.
     """
     # A stroke outlives a square minimum filter ``p`` pixels either way only where its
-    # chessboard distance to paper is more than ``p``. Beyond the map is paper: the filter
+    # chessboard distance to paper is more than ``p`` (a round one, where its straight-line
+    # distance is, which is never less). Beyond the map is paper: the filter
     # sees its edge's ink there (BORDER_REPLICATE), so a soft bar filling the map across
     # (a 1, its ink nowhere quite zero) was otherwise worn down to a grey block.
     inked = np.pad(large > 0, 1).astype(np.uint8)
