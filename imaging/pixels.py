@@ -46,16 +46,17 @@ def to_grayscale(image: Image.Image) -> np.ndarray:
     if image.mode in HIGH_BIT_MODES:
         return high_bit_to_8_bit(image)
     if has_transparency(image):
-        rgba = image.convert("RGBA")
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
         # Pillow's own luma (ITU-R 601, the weights of convert("L")) of the colour channels.
         luma = np.asarray(rgba.convert("L"), dtype=np.float32)
         alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) * np.float32(1.0 / 255.0)
         coverage = float(alpha.sum())
         if coverage == 0.0:
             return np.zeros(alpha.shape, dtype=np.float32)
-        stroke_luma = float((luma * alpha).sum()) / coverage
-        background = 255.0 if stroke_luma < 128.0 else 0.0
-        return luma * alpha + background * (1.0 - alpha)
+        strokes = luma * alpha
+        if float(strokes.sum()) / coverage >= 128.0:
+            return strokes  # light strokes, on black
+        return strokes + 255.0 * (1.0 - alpha)  # dark strokes, on white
     if image.mode == "LAB":
         return np.asarray(image.getchannel("L"), dtype=np.float32)
     if image.mode not in ("L", "RGB"):
