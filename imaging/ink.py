@@ -4,7 +4,8 @@
                         (a small picture without ink is looked at again, enlarged; a large
                         one, keeping strokes too thin to survive averaging: thin_stroke_ink)
     digit_ink           find_digit, then read_digit (once only for a small image on flat
-                        paper, averaged down where its digit is large: coarse_flat_ink)
+                        paper, averaged down where its digit is large: coarse_flat_ink;
+                        and for a large one drawn across: survey_reads_region)
     find_digit          where the ink is, searched on a small copy of the image
     read_digit          that region again, at a resolution fit for the digit:
         shrink              averaged down to at most READ_SIZE pixels
@@ -471,8 +472,10 @@ def locate_ink(image: Image.Image) -> InkMap:
 
     An image small enough to be surveyed whole, on flat paper, is read once:
     its survey already is the ink map at full resolution, or averaged down
-    where the digit is large (``coarse_flat_ink``). A small picture in which no
-    ink stands out is looked at once more (``small_picture_ink``).
+    where the digit is large (``coarse_flat_ink``); so is a larger one on flat
+    paper whose region to read is the whole picture (``survey_reads_region``).
+    A small picture in which no ink stands out is looked at once more
+    (``small_picture_ink``).
     """
     survey = shrink(image, SURVEY_SIZE)
     gray = to_grayscale(survey)
@@ -500,8 +503,19 @@ def locate_ink(image: Image.Image) -> InkMap:
         region = (0, 0, image.width, image.height)
     else:
         region = region_around_ink(image, survey, ink)
-        ink = read_digit(image, region, ruled, sheet, survey.width / image.width, shadow)
+        if not survey_reads_region(image, region, level, ruled):
+            ink = read_digit(image, region, ruled, sheet, survey.width / image.width, shadow)
     return InkMap(ink, upload_region(image, region))
+
+
+def survey_reads_region(image: Image.Image, region: tuple[int, int, int, int],
+                        level: float | None, ruled: bool) -> bool:
+    """Whether ``read_digit`` of ``region`` would give the survey's own ink map again: flat
+    paper at ``level``, not ruled, the region the whole picture, read at the survey's scale
+    (a large canvas with its digit drawn across most of it)."""
+    longest = max(image.size)
+    return (level is not None and not ruled and region == (0, 0, image.width, image.height)
+            and math.ceil(longest / READ_SIZE) == math.ceil(longest / SURVEY_SIZE))
 
 
 def coarse_flat_ink(gray: np.ndarray, level: float) -> np.ndarray | None:

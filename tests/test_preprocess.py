@@ -21,8 +21,10 @@ from imaging.ink import (
     flatten_background,
     ink_is_dark_by_edge,
     isolate_ink,
+    locate_ink,
     orient_ink,
     read_digit,
+    survey_reads_region,
     uniform_paper_level,
 )
 from imaging.normalise import (
@@ -608,6 +610,28 @@ def test_flat_paper_is_read_whole_where_averaging_down_would_lose_the_ink(heldou
     ink = coarse_flat_ink(to_grayscale(large), 255.0)
     assert ink is not None and ink.shape == (140, 140)
     assert ink_bounds(ink)[3] - ink_bounds(ink)[1] >= FLAT_READ_INK
+
+
+def test_a_large_canvas_drawn_across_is_not_read_twice(heldout_digits, monkeypatch):
+    # Its region is the whole picture, read at the survey's scale: the survey's map is kept.
+    digit = heldout_digits[0][0]
+    alpha = Image.fromarray(digit).resize((800, 800), Image.Resampling.BICUBIC)
+    canvas = Image.new("RGBA", (840, 840), (0, 0, 0, 0))
+    canvas.putalpha(Image.new("L", (840, 840), 0))
+    canvas.paste(Image.new("RGBA", (800, 800), (0, 0, 0, 255)), (20, 20), alpha)
+    image = decode_upload(encode_image(canvas))
+    answers = []
+
+    def recorded(*arguments):
+        answers.append(survey_reads_region(*arguments))
+        return answers[-1]
+
+    monkeypatch.setattr("imaging.ink.survey_reads_region", recorded)
+    kept = locate_ink(image)
+    assert answers == [True]
+    monkeypatch.setattr("imaging.ink.survey_reads_region", lambda *arguments: False)
+    read_again = locate_ink(image)
+    assert np.array_equal(kept.ink, read_again.ink) and kept.region == read_again.region
 
 
 def test_grainy_paper_takes_the_full_path(heldout_digits):
