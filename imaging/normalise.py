@@ -35,8 +35,8 @@ MNIST_STROKE_WIDTHS = (1.63, 3.65)
 STROKE_SCALE = 4
 # Thinned by this many passes or more (at STROKE_SCALE), a digit is worn down by a round
 # filter rather than a square one: a square leaves spurs where a broad marker's blob has
-# corners. Broad markers filling 16-pixel pictures were read wrong 26 times in 250
-# instead of 43; from fewer passes on, a held-out 0 was worn into an 8.
+# corners. Broad markers filling 16-pixel pictures were read wrong 48 times in 500
+# instead of 86; from fewer passes on, a held-out 0 was worn into an 8.
 ROUND_THINNING_PASSES = 4
 # A picture scaled down more than twice this much is first averaged down by a whole
 # factor (Pillow's ``reducing_gap``), leaving Lanczos at least this much to do: 8% less
