@@ -5,7 +5,7 @@
                         one, keeping strokes too thin to survive averaging: thin_stroke_ink)
     digit_ink           find_digit, then read_digit (once only for a small image on flat
                         paper, averaged down where its digit is large: coarse_flat_ink;
-                        and for a large one drawn across: survey_reads_region)
+                        and for a large one drawn across: survey_reads_whole)
     find_digit          where the ink is, searched on a small copy of the image
     read_digit          that region again, at a resolution fit for the digit:
         shrink              averaged down to at most READ_SIZE pixels
@@ -473,17 +473,18 @@ def locate_ink(image: Image.Image) -> InkMap:
     An image small enough to be surveyed whole, on flat paper, is read once:
     its survey already is the ink map at full resolution, or averaged down
     where the digit is large (``coarse_flat_ink``); so is a larger one on flat
-    paper whose region to read is the whole picture (``survey_reads_region``).
+    paper whose region to read is the whole picture (``survey_reads_whole``).
     A small picture in which no ink stands out is looked at once more
     (``small_picture_ink``).
     """
     survey = shrink(image, SURVEY_SIZE)
     gray = to_grayscale(survey)
     level = uniform_paper_level(gray)
+    whole = (0, 0, image.width, image.height)
     if level is not None and survey is image:
         coarse = coarse_flat_ink(gray, level)
         if coarse is not None:
-            return InkMap(coarse, upload_region(image, (0, 0, image.width, image.height)))
+            return InkMap(coarse, upload_region(image, whole))
     sheet = shadow = None
     if level is None:
         sheet = find_sheet(gray)
@@ -497,24 +498,22 @@ def locate_ink(image: Image.Image) -> InkMap:
             return thin_stroke_ink(image, gray)
         if max(gray.shape) >= SMALL_PICTURE:
             raise
-        return InkMap(small_picture_ink(gray, level),
-                      upload_region(image, (0, 0, image.width, image.height)))
+        return InkMap(small_picture_ink(gray, level), upload_region(image, whole))
     if survey is image and level is not None:
-        region = (0, 0, image.width, image.height)
+        region = whole
     else:
         region = region_around_ink(image, survey, ink)
-        if not survey_reads_region(image, region, level, ruled):
+        if not (region == whole and survey_reads_whole(image, level, ruled)):
             ink = read_digit(image, region, ruled, sheet, survey.width / image.width, shadow)
     return InkMap(ink, upload_region(image, region))
 
 
-def survey_reads_region(image: Image.Image, region: tuple[int, int, int, int],
-                        level: float | None, ruled: bool) -> bool:
-    """Whether ``read_digit`` of ``region`` would give the survey's own ink map again: flat
-    paper at ``level``, not ruled, the region the whole picture, read at the survey's scale
-    (a large canvas with its digit drawn across most of it)."""
+def survey_reads_whole(image: Image.Image, level: float | None, ruled: bool) -> bool:
+    """Whether ``read_digit`` of the whole picture would give the survey's own ink map again:
+    flat paper at ``level``, not ruled, read at the survey's scale (a large canvas with its
+    digit drawn across most of it)."""
     longest = max(image.size)
-    return (level is not None and not ruled and region == (0, 0, image.width, image.height)
+    return (level is not None and not ruled
             and math.ceil(longest / READ_SIZE) == math.ceil(longest / SURVEY_SIZE))
 
 

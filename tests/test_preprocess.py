@@ -24,7 +24,7 @@ from imaging.ink import (
     locate_ink,
     orient_ink,
     read_digit,
-    survey_reads_region,
+    survey_reads_whole,
     uniform_paper_level,
 )
 from imaging.normalise import (
@@ -623,13 +623,13 @@ def test_a_large_canvas_drawn_across_is_not_read_twice(heldout_digits, monkeypat
     answers = []
 
     def recorded(*arguments):
-        answers.append(survey_reads_region(*arguments))
+        answers.append(survey_reads_whole(*arguments))
         return answers[-1]
 
-    monkeypatch.setattr("imaging.ink.survey_reads_region", recorded)
+    monkeypatch.setattr("imaging.ink.survey_reads_whole", recorded)
     kept = locate_ink(image)
     assert answers == [True]
-    monkeypatch.setattr("imaging.ink.survey_reads_region", lambda *arguments: False)
+    monkeypatch.setattr("imaging.ink.survey_reads_whole", lambda *arguments: False)
     read_again = locate_ink(image)
     assert np.array_equal(kept.ink, read_again.ink) and kept.region == read_again.region
 
