@@ -402,7 +402,8 @@ def on_the_line(groups: Sequence[Group]) -> list[Group]:
 
 def without_marks(groups: Sequence[Group], height: float) -> list[Group]:
     """The groups less those lower than ``NOISE_HEIGHT`` of the line that no neighbour
-    may join: dots, dashes, smudges."""
+    may join: dots, dashes, smudges. Where every group is such a mark (dust on a page),
+    all of them."""
     kept = []
     for index, group in enumerate(groups):
         neighbours = [*groups[max(0, index - 1) : index], *groups[index + 1 : index + 2]]
@@ -410,7 +411,7 @@ def without_marks(groups: Sequence[Group], height: float) -> list[Group]:
                      for other in neighbours)
         if group.height >= NOISE_HEIGHT * height or joined:
             kept.append(group)
-    return kept
+    return kept or list(groups)
 
 
 def without_strays(ink_map: InkMap, labels: np.ndarray, stats: np.ndarray,
