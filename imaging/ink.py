@@ -71,8 +71,10 @@ SMALL_PICTURE = 64
 # ... and then the ink must also stand this many times the picture's grain (its
 # pixels' robust deviation from their 3x3 mean) above the paper, as enlarging
 # keeps noise from fading under the smoothing. Faint pencil at 16 to 48 pixels
-# stands 8.6 to 16 times its grain, photos of nothing but noise at most 4.6.
-SMALL_INK_TO_GRAIN = 6.0
+# stands 8.6 to 16 times its grain, photos of nothing but noise at most 4.6 where a
+# surface is fitted to the paper, and a little over 6 taken as flat paper
+# (``flat_paper_level``): 2 of 1,000 noise-only pictures of 12 pixels then passed 6.0.
+SMALL_INK_TO_GRAIN = 7.0
 # A large picture that seems to hold no ink once averaged down is looked at again reduced
 # by each block's darkest (or lightest) pixel, which keeps a pen stroke one pixel wide on a
 # 1,000-pixel canvas; there the ink must also reach this share of the map's longer side in
@@ -93,6 +95,14 @@ TIGHT_CROP_TO_GRAIN = 12.0
 # numbers of benchmarks/bench_numbers.py; up to 0.3 on blurry scans and 0.55 on broad
 # markers filling small pictures (tests/visible_digits.py).
 TAKEN_BY_INK = 0.1
+# Paper is flat, and no surface is fitted to it, where the cells of its grid whose level is
+# within this share of the picture's range of the lowest ...
+FLAT_PAPER_TOLERANCE = 0.05
+# ... reach across at least this share of the grid both ways: light falling off leaves the
+# brightest paper to one side or the middle. A surface fitted to a blurry scan filling the
+# frame rose into its strokes and hollowed them (1,000 blurry 8-pixel scans: 94 read wrong
+# against 62). Neither bound moved that by more than 4 between 0.03 and 0.1, 0.6 and 0.9.
+FLAT_PAPER_SPAN = 0.75
 # The fit along the border alone ignores directions this weak against the strongest (the
 # share of the largest singular value): a quadratic is ill-determined by two sides.
 BORDER_FIT_RCOND = 1e-3
@@ -133,7 +143,26 @@ def ink_on_paper(gray: np.ndarray, level: float | None, min_contrast: float = MI
     """
     if level is not None:
         return isolate_ink(ink_above_flat_paper(gray, level), min_contrast, ruled)
-    return isolate_ink(flatten_background(orient_ink(gray)), min_contrast, ruled)
+    return isolate_ink(ink_off_paper(gray), min_contrast, ruled)
+
+
+def ink_off_paper(gray: np.ndarray) -> np.ndarray:
+    """Bright ink on 0 for paper not all of one level: ``orient_ink`` then
+    ``flatten_background``, but turned by the paper where it shows flat across the
+    picture (``flat_paper_level``) on one side only, as a frame turns it.
+
+    A blurry scan of a dark digit filling the frame is darker than its middle level over
+    most of its area and its edge, so both quick readings take it for light ink; only
+    its paper lies at one level all across (blurry 8-pixel scans, 100 at each of 9 sizes:
+    34 read wrong against 17). A side without flat paper is no paper.
+    """
+    span = float(np.ptp(gray))
+    dark_ink, light_ink = paper_cells_either_way(gray)
+    flat_if_dark = flat_paper_level(dark_ink, span) is not None
+    flat_if_light = flat_paper_level(light_ink, span) is not None
+    by_paper = flat_if_dark if flat_if_dark != flat_if_light else None
+    dark = ink_is_dark_overall(gray, by_paper)
+    return flatten_background(255.0 - gray if dark else gray, dark_ink if dark else light_ink)
 
 
 def uniform_paper_level(gray: np.ndarray) -> float | None:
@@ -159,10 +188,17 @@ def ink_above_flat_paper(gray: np.ndarray, level: float) -> np.ndarray:
 
 
 def orient_ink(gray: np.ndarray) -> np.ndarray:
-    """Ink as the bright side: dark ink on light paper is inverted, light ink kept.
+    """Ink as the bright side: dark ink on light paper is inverted, light ink kept
+    (``ink_is_dark_overall``)."""
+    return 255.0 - gray if ink_is_dark_overall(gray) else gray
+
+
+def ink_is_dark_overall(gray: np.ndarray, by_paper: bool | None = None) -> bool:
+    """Whether the ink is the dark side of ``gray``.
 
     A picture framed by even paper is turned by its frame
-    (``ink_is_dark_within_paper``). Otherwise two quick readings are asked:
+    (``ink_is_dark_within_paper``), then by ``by_paper`` where the caller found the
+    paper (``ink_off_paper``). Otherwise two quick readings are asked:
     paper surrounds a digit, so most of the picture's edge is paper
     (``ink_is_dark_by_edge``), and ink covers less of it than paper does
     (``ink_is_dark_by_area``). Where they agree, as they do on most pictures,
@@ -172,24 +208,24 @@ def orient_ink(gray: np.ndarray) -> np.ndarray:
     fitted over the whole picture and the one fitted along its border, each
     taken away, both leave an edge that says otherwise (``ink_is_dark_on_paper``).
     """
-    framed, by_edge = ink_is_dark_within_paper(gray), ink_is_dark_by_edge(gray)
+    framed = ink_is_dark_within_paper(gray)
     if framed is not None:
-        dark = framed
-    elif by_edge is not None and (max(gray.shape) < ICON_SIZE
-                                  or by_edge == ink_is_dark_by_area(mean3x3(gray))):
-        dark = by_edge
-    else:
-        grid = paper_cells(gray)
-        by_fit = ink_is_dark_on_paper(gray, fit_paper(grid))
-        if by_edge is None:
-            dark = by_fit
-        else:
-            # Light falling off to the corners misleads the edge; ink covering much of
-            # a picture misleads the fit over the whole picture, not the one along
-            # its border.
-            by_border = ink_is_dark_on_paper(gray, fit_paper(grid.along_border()))
-            dark = by_edge if by_edge in (by_fit, by_border) else by_fit
-    return 255.0 - gray if dark else gray
+        return framed
+    if by_paper is not None:
+        return by_paper
+    by_edge = ink_is_dark_by_edge(gray)
+    if by_edge is not None and (max(gray.shape) < ICON_SIZE
+                                or by_edge == ink_is_dark_by_area(mean3x3(gray))):
+        return by_edge
+    grid = paper_cells(gray)
+    by_fit = ink_is_dark_on_paper(gray, fit_paper(grid))
+    if by_edge is None:
+        return by_fit
+    # Light falling off to the corners misleads the edge; ink covering much of
+    # a picture misleads the fit over the whole picture, not the one along
+    # its border.
+    by_border = ink_is_dark_on_paper(gray, fit_paper(grid.along_border()))
+    return by_edge if by_edge in (by_fit, by_border) else by_fit
 
 
 def ink_is_dark_on_paper(gray: np.ndarray, paper: np.ndarray) -> bool:
@@ -264,16 +300,21 @@ def ink_is_dark(difference: np.ndarray) -> bool:
     return darker > lighter
 
 
-def flatten_background(ink: np.ndarray) -> np.ndarray:
+def flatten_background(ink: np.ndarray, grid: PaperCells | None = None) -> np.ndarray:
     """Bright ink with the paper's uneven light taken away, so the paper sits at 0.
 
-    Ink covering much of a picture (a blurry scan filling it, a broad marker on a
-    small one) can take the fit over the whole picture for its own: the fit then
-    stands above the paper along the picture's border by ``TAKEN_BY_INK`` of the
-    picture's range or more, and would hollow the strokes. There the paper is the
-    lower of that fit and the fit along the border.
+    Paper that shows at one level across the picture (``flat_paper_level``) is
+    taken away as that level: no surface is fitted to it. Elsewhere ink covering
+    much of a picture (a broad marker on a small one) can take the fit over the
+    whole picture for its own: the fit then stands above the paper along the
+    picture's border by ``TAKEN_BY_INK`` of the picture's range or more, and would
+    hollow the strokes. There the paper is the lower of that fit and the fit along
+    the border. ``grid`` is ``paper_cells(ink, ink_is_bright=True)`` where known.
     """
-    grid = paper_cells(ink, ink_is_bright=True)
+    grid = paper_cells(ink, ink_is_bright=True) if grid is None else grid
+    flat = flat_paper_level(grid, float(np.ptp(ink)))
+    if flat is not None:
+        return np.clip(ink - flat, 0.0, None)
     whole = fit_paper(grid, ink_is_bright=True)
     border = fit_paper(grid.along_border(), ink_is_bright=True)
     paper = quadratic_surface(whole, ink.shape)
@@ -283,20 +324,34 @@ def flatten_background(ink: np.ndarray) -> np.ndarray:
     return np.clip(ink - paper, 0.0, None)
 
 
+def flat_paper_level(grid: PaperCells, span: float) -> float | None:
+    """The paper's one level, the lowest of ``grid``'s levels, where the cells within
+    ``FLAT_PAPER_TOLERANCE`` of ``span`` (the picture's range) of it reach across
+    ``FLAT_PAPER_SPAN`` of the grid both ways; else None."""
+    lowest = float(grid.levels.min())
+    near = grid.levels.reshape(grid.shape) <= lowest + FLAT_PAPER_TOLERANCE * span
+    rows, cols = np.nonzero(near)
+    reach = (np.ptp(rows) + 1, np.ptp(cols) + 1)
+    if all(cells >= FLAT_PAPER_SPAN * side for cells, side in zip(reach, grid.shape, strict=True)):
+        return lowest
+    return None
+
+
 @dataclass(frozen=True)
 class PaperCells:
     """Each cell's level and its quadratic terms (``quadratic_terms``), a row per cell, and
-    the rows of the outermost cells."""
+    the rows of the outermost cells; the grid is ``shape`` cells (rows, columns)."""
 
     levels: np.ndarray
     terms: np.ndarray
     outer: np.ndarray
+    shape: tuple[int, int]
     rcond: float | None = None  # lstsq's cut-off for the fit's singular values
 
     def along_border(self) -> PaperCells:
         """The outermost cells alone."""
         return PaperCells(self.levels[self.outer], self.terms[self.outer],
-                          np.arange(self.outer.size), BORDER_FIT_RCOND)
+                          np.arange(self.outer.size), (1, self.outer.size), BORDER_FIT_RCOND)
 
 
 def paper_cells(values: np.ndarray, ink_is_bright: bool = False,
@@ -311,17 +366,43 @@ def paper_cells(values: np.ndarray, ink_is_bright: bool = False,
     cells alone (``PaperCells.along_border``) are paper however much of the picture a
     digit's ink covers.
     """
+    blocks, cell = cell_blocks(values, cells)
+    rank = blocks.shape[2] // (4 if ink_is_bright else 2)
+    levels = np.partition(blocks, rank, axis=2)[..., rank]
+    return cells_at(levels, cell, values.shape)
+
+
+def paper_cells_either_way(gray: np.ndarray) -> tuple[PaperCells, PaperCells]:
+    """``paper_cells`` of ``gray`` with its ink taken for the bright side, first turned as
+    dark ink is (``255 - gray``) and then as it is, from one partition of its cells."""
+    blocks, cell = cell_blocks(gray, BACKGROUND_CELLS)
+    size = blocks.shape[2]
+    low, high = size // 4, size - 1 - size // 4  # the lower quartile of 255 - gray is at high
+    levels = np.partition(blocks, (low, high), axis=2)
+    return (cells_at(255.0 - levels[..., high], cell, gray.shape),
+            cells_at(levels[..., low], cell, gray.shape))
+
+
+def cell_blocks(values: np.ndarray, cells: int) -> tuple[np.ndarray, int]:
+    """``values`` cut into about ``cells`` x ``cells`` square blocks (rows, columns, pixels),
+    edge pixels repeated to fill the last ones, and the blocks' side."""
     height, width = values.shape
     cell = max(1, math.ceil(max(height, width) / cells))
     rows, cols = math.ceil(height / cell), math.ceil(width / cell)
     padded = np.pad(values, ((0, rows * cell - height), (0, cols * cell - width)), mode="edge")
     blocks = padded.reshape(rows, cell, cols, cell).transpose(0, 2, 1, 3).reshape(rows, cols, -1)
-    rank = blocks.shape[2] // (4 if ink_is_bright else 2)
-    levels = np.partition(blocks, rank, axis=2)[..., rank].ravel()
+    return blocks, cell
+
+
+def cells_at(levels: np.ndarray, cell: int, size: tuple[int, int]) -> PaperCells:
+    """``PaperCells`` of a grid of ``levels`` (rows, columns) of blocks ``cell`` pixels wide
+    over a picture of ``size`` (height, width)."""
+    rows, cols = levels.shape
     cell_y, cell_x = np.indices((rows, cols), dtype=np.float32)
-    terms = quadratic_terms((cell_y.ravel() + 0.5) * cell / height,
-                            (cell_x.ravel() + 0.5) * cell / width)
-    return PaperCells(levels, terms, edge_of(np.arange(rows * cols).reshape(rows, cols)))
+    terms = quadratic_terms((cell_y.ravel() + 0.5) * cell / size[0],
+                            (cell_x.ravel() + 0.5) * cell / size[1])
+    return PaperCells(levels.ravel(), terms, edge_of(np.arange(rows * cols).reshape(rows, cols)),
+                      (rows, cols))
 
 
 def fit_paper(grid: PaperCells, ink_is_bright: bool = False) -> np.ndarray:
