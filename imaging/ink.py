@@ -14,10 +14,13 @@
                             passes; imaging.sheet finds the sheet on the small copy)
         Shadow.lift         a shadow cast across the page divided out, for dark ink (both
                             passes; imaging.shadow finds it on the small copy)
-        ink_map             orient_ink -> flatten_background -> isolate_ink, or for
-                            flat paper ink_above_flat_paper -> isolate_ink (which erases
-                            the ruling of notebook and squared paper, imaging.ruling);
-                            no ink at all -> NoDigitError
+        ink_map             ink_off_paper (turned by the one side whose paper lies flat
+                            across the picture, else orient_ink; then flatten_background:
+                            that flat level, or a fitted surface) -> isolate_ink, or
+                            for paper of one exact level
+                            ink_above_flat_paper -> isolate_ink (which erases the ruling
+                            of notebook and squared paper, imaging.ruling); no ink at
+                            all -> NoDigitError
 """
 
 from __future__ import annotations
