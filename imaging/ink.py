@@ -519,12 +519,16 @@ def region_around_ink(image: Image.Image, survey: Image.Image,
 
 def read_digit(image: Image.Image, region: tuple[int, int, int, int],
                ruled: bool = False, sheet: Sheet | None = None,
-               survey_scale: float = 1.0, shadow: Shadow | None = None) -> np.ndarray:
+               survey_scale: tuple[float, float] = (1.0, 1.0),
+               shadow: Shadow | None = None) -> np.ndarray:
     """The ink map of ``region``, read at most ``READ_SIZE`` pixels on its longer side
     (``ruled``: on a page known to be ruled), off ``sheet`` painted as paper and with
-    ``shadow`` lifted (both found on a copy of ``image`` scaled by ``survey_scale``)."""
+    ``shadow`` lifted (both found on a copy of ``image`` scaled by ``survey_scale``, across
+    and down: a sliver's copy, its width rounded, is not scaled alike both ways)."""
     gray = to_grayscale(shrink(image.crop(region), READ_SIZE))
-    on_survey = tuple(side * survey_scale for side in region)
+    scale_x, scale_y = survey_scale
+    left, top, right, bottom = region
+    on_survey = (left * scale_x, top * scale_y, right * scale_x, bottom * scale_y)
     if sheet is not None:
         gray = sheet.cover(gray, on_survey)
     if shadow is not None:
@@ -589,7 +593,8 @@ def locate_ink(image: Image.Image) -> InkMap:
     else:
         region = region_around_ink(image, survey, ink)
         if not (region == whole and survey_reads_whole(image, level, ruled)):
-            ink = read_digit(image, region, ruled, sheet, survey.width / image.width, shadow)
+            scale = (survey.width / image.width, survey.height / image.height)
+            ink = read_digit(image, region, ruled, sheet, scale, shadow)
     return InkMap(ink, upload_region(image, region))
 
 

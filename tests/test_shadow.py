@@ -10,9 +10,9 @@ from synthetic_uploads import cast_shadow, make_upload
 from visible_digits import VISIBLE_KINDS
 
 from imaging.decode import decode_upload
-from imaging.ink import SURVEY_SIZE
+from imaging.ink import SURVEY_SIZE, read_digit
 from imaging.pixels import shrink, to_grayscale
-from imaging.shadow import find_shadow
+from imaging.shadow import Shadow, find_shadow
 
 # Read right of 20 held-out digits photographed in shadow (19 here, 494 of 500 in a longer
 # run); before shadows were lifted, 95 of those 500.
@@ -100,3 +100,18 @@ def test_digits_photographed_in_shadow_are_read(client, heldout_digits):
     uploads = ((make_upload("photo-in-shadow", images[index], np.random.default_rng(index)),
                 labels[index]) for index in range(0, len(images), 25))
     assert read_right(client, uploads) >= SHADOW_PHOTOS_RIGHT
+
+
+def test_a_region_low_on_a_sliver_is_lifted_by_the_light_found_there():
+    # An 11x543 sliver is surveyed at 6x272: 0.55 of its size across, 0.50 down. Its
+    # region near the bottom, scaled by the first alone, fell below the light map, and the
+    # empty window of it failed (a 500 for such a picture).
+    page = np.full((543, 11), 200, np.uint8)
+    page[:, 4:7] = 30
+    survey = shrink(Image.fromarray(page), SURVEY_SIZE)
+    assert survey.size == (6, 272)
+    shadow = Shadow(light=np.full((272, 6), 200, np.uint8), lit=200.0, side=3.0)
+    ink = read_digit(Image.fromarray(page), (0, 516, 11, 543), survey_scale=(6 / 11, 272 / 543),
+                     shadow=shadow)
+    assert ink.shape == (27, 11)
+    assert ink[:, 5].min() > 200 and ink[:, 0].max() == 0
