@@ -315,14 +315,15 @@ def flatten_background(ink: np.ndarray, grid: PaperCells | None = None) -> np.nd
     the border. ``grid`` is ``paper_cells(ink, ink_is_bright=True)`` where known.
     """
     grid = paper_cells(ink, ink_is_bright=True) if grid is None else grid
-    flat = flat_paper_level(grid, float(np.ptp(ink)))
+    span = float(np.ptp(ink))
+    flat = flat_paper_level(grid, span)
     if flat is not None:
         return np.clip(ink - flat, 0.0, None)
     whole = fit_paper(grid, ink_is_bright=True)
     border = fit_paper(grid.along_border(), ink_is_bright=True)
     paper = quadratic_surface(whole, ink.shape)
     above = float(np.median(grid.terms[grid.outer] @ (whole - border)))
-    if above > 0.0 and above >= TAKEN_BY_INK * float(np.ptp(ink)):
+    if above > 0.0 and above >= TAKEN_BY_INK * span:
         paper = np.minimum(paper, quadratic_surface(border, ink.shape))
     return np.clip(ink - paper, 0.0, None)
 
