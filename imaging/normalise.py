@@ -17,6 +17,7 @@ from PIL import Image
 
 from imaging.errors import NoDigitError
 from imaging.opencv import cv2
+from imaging.resample import lanczos_resize
 
 # MNIST's mean and standard deviation, the one normalisation used everywhere.
 MNIST_MEAN = 0.1307
@@ -43,6 +44,10 @@ ROUND_THINNING_PASSES = 4
 # CPU for a whole 280x280 canvas upload, the same digits read right on every upload
 # kind, and nothing changes for pictures scaled up or down less (28x28 uploads).
 REDUCING_GAP = 3.0
+# Pictures with no side longer than this are resized by ``lanczos_resize`` (Pillow's own
+# weights, without wrapping the array as an image): a 20x16 digit scaled to the 80-pixel
+# box in 11 instead of 58 µs. Larger ones, whose cost is the arithmetic, go to Pillow.
+MATRIX_MAX_SIDE = 64
 
 
 @dataclass(frozen=True)
@@ -142,9 +147,18 @@ def fit_to_box(ink: np.ndarray, box: int = BOX_SIZE) -> np.ndarray:
     height, width = ink.shape
     scale = box / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if max(height, width) <= MATRIX_MAX_SIDE and not reduces_first(ink.shape, size):
+        return np.clip(lanczos_resize(ink, size), 0.0, 255.0)
     source = Image.fromarray(ink.astype(np.float32), mode="F")
     resized = source.resize(size, Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP)
     return np.clip(np.asarray(resized), 0.0, 255.0)
+
+
+def reduces_first(shape: tuple[int, int], size: tuple[int, int]) -> bool:
+    """Whether Pillow's resize to ``size`` averages the picture down by a whole factor
+    before resampling (``REDUCING_GAP``), as it does for either axis shrunk six times or more."""
+    height, width = shape
+    return int(width / size[0] / REDUCING_GAP) > 1 or int(height / size[1] / REDUCING_GAP) > 1
 
 
 def center_by_mass(digit: np.ndarray, field: int = FIELD_SIZE) -> np.ndarray:
