@@ -205,6 +205,23 @@ def test_plain_pngs_decode_through_libspng_to_pillows_pixels(monkeypatch, mode, 
     assert bool(calls) == fast
 
 
+def test_a_plain_png_is_checked_and_decoded_without_pillow_opening_it(monkeypatch):
+    data = png_bytes(noise_image("RGBA", (64, 48)))
+    expected = decode_upload(data)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("Pillow opened a plain PNG")
+
+    monkeypatch.setattr(Image, "open", refuse)
+    decoded = decode_upload(data)
+    assert (decoded.mode, decoded.size) == ("RGBA", (64, 48))
+    np.testing.assert_array_equal(np.asarray(decoded), np.asarray(expected))
+    with pytest.raises(ImageTooLargeError, match="64x48 pixels; the limit is 3,071"):
+        decode_upload(data, max_pixels=3_071)
+    with pytest.raises(ImageTooLargeError, match="12,288 bytes"):
+        decode_upload(data, limits=DecodeLimits(max_decoded_bytes=12_287))
+
+
 def test_an_animated_png_still_opens_on_its_first_frame():
     frames = [Image.new("L", (20, 20), 0), Image.new("L", (20, 20), 255)]
     buffer = io.BytesIO()
