@@ -18,14 +18,19 @@ workers = int(os.environ.get("DIGITS_WORKERS", str(max(1, min(_cores, 4)))))
 # 2-2.5x the requests of sync workers at c=8 with a lower p99. gunicorn's own gthread hands
 # a connection to a thread at its first byte, so 50 stalled clients held every thread and
 # /healthz went unanswered; web.buffering_worker reads each request whole in the worker's
-# event loop first, so a stalled client holds no thread (benchmarks/faults.py, "stalled").
+# event loop first, so a stalled client holds no thread (benchmarks/faults.py, "stalled"),
+# and handles a small one (a digit, a canvas, a probe) in that loop too: a 28x28 PNG was
+# answered in 1.38 against 1.72 ms at the median at c=1, and 1.18x as often at c=8, than
+# through a thread (make bench-versions, six rounds).
 # DIGITS_WORKER_CLASS=gthread, sync or gevent choose another. The threads of a worker share
 # its torch/ONNX thread share (cores / workers): they overlap I/O and decoding, not inference.
 worker_class = os.environ.get("DIGITS_WORKER_CLASS", "web.buffering_worker.BufferingThreadWorker")
 # Two threads, measured against one and four (2 workers, c=8, three rounds on 2 cores): a
 # 28x28 PNG 853 req/s at the median against 692 with four, p99 2.1x p50 against 3.5x; a
 # canvas PNG 324 against 287 req/s. More threads of one process only fight over its GIL;
-# one thread lets a slow upload hold up every request behind it, probes included.
+# one thread lets a slow upload hold up every request behind it, probes included. Under the
+# buffering worker the threads take the large requests (big photos, many files) and, with
+# DIGITS_DYNAMIC_BATCHING, every request.
 threads = int(os.environ.get("DIGITS_THREADS", "2"))
 # A worker that stops answering its heartbeat this long (a stuck request under sync or
 # gevent; gthread's main loop keeps beating) is killed and replaced.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import signal
 import socket
 import time
@@ -11,6 +13,10 @@ from urllib.parse import urlsplit
 import pytest
 import urllib3
 from helpers import encode_image, gunicorn_server, multipart_file, paper_digit, post_file_over_http
+from werkzeug.datastructures import FileStorage, MultiDict
+from werkzeug.test import encode_multipart
+
+import folder_paths
 
 pytestmark = pytest.mark.slow
 
@@ -112,6 +118,66 @@ def test_a_slow_upload_and_expect_100_continue_are_answered(heldout_digits):
         status, answer = read_answer(sock)
         sock.close()
         assert status == 200 and json.loads(answer)["prediction"] == heldout_digits[1][0]
+
+
+def explained_batch_request(image: bytes, files: int = 64) -> bytes:
+    """A request of ``files`` copies of ``image``, each to be explained."""
+    boundary, body = encode_multipart(MultiDict(
+        [("file", FileStorage(io.BytesIO(image), f"{index}.png")) for index in range(files)]))
+    return (f"POST /predict?explain=1&input_image=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Connection: close\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def connect_reading_little(url: str) -> socket.socket:
+    """A connection whose client takes in a few kilobytes at most until it reads."""
+    address = urlsplit(url)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(30)
+    sock.connect((address.hostname, address.port))
+    return sock
+
+
+def test_a_long_request_leaves_the_event_loop_answering_others(heldout_digits):
+    """One worker: 64 explained digits (about a second) go to a thread; a digit and the
+    probes sent meanwhile are answered by the event loop at once."""
+    image = encode_image(paper_digit(heldout_digits[0][0]))
+    with gunicorn_server({**SERVER, "DIGITS_WORKERS": "1"}) as (url, _):
+        long = connect(url)
+        long.sendall(explained_batch_request(image))
+        time.sleep(0.1)
+        http = urllib3.PoolManager()
+        for _ in range(3):
+            started = time.perf_counter()
+            assert http.request("GET", f"{url}/healthz", timeout=5, retries=False).status == 200
+            status, _, body = post_file_over_http(url, "/predict", image)
+            assert status == 200 and json.loads(body)["prediction"] == heldout_digits[1][0]
+            assert time.perf_counter() - started < 0.4
+        status, body = read_answer(long)
+        long.close()
+        assert status == 200 and len(json.loads(body)["results"]) == 64
+
+
+def test_a_client_that_does_not_read_its_answer_holds_up_no_one(heldout_digits):
+    """One worker: a static file waits for a client that reads little, and others are
+    answered meanwhile; the client gets it whole when it reads."""
+    image = encode_image(paper_digit(heldout_digits[0][0]))
+    script = (folder_paths.base_path() / "static" / "app.js").read_bytes()
+    with gunicorn_server({**SERVER, "DIGITS_WORKERS": "1", "DIGITS_BODY_TIMEOUT": "60"}) as (
+            url, _):
+        slow = connect_reading_little(url)
+        slow.sendall(b"GET /static/app.js HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Connection: close\r\n\r\n")
+        time.sleep(0.5)
+        for _ in range(3):
+            started = time.perf_counter()
+            status, _, body = post_file_over_http(url, "/predict", image)
+            assert status == 200 and json.loads(body)["prediction"] == heldout_digits[1][0]
+            assert time.perf_counter() - started < 1.0
+        status, body = read_answer(slow)
+        slow.close()
+        assert status == 200 and body == script
 
 
 def test_sigterm_answers_the_request_in_flight(heldout_digits):

@@ -10,6 +10,20 @@ thread. A stalled or slow client then costs a connection slot and its bytes so
 far, never a thread, and one that sends nothing for ``BODY_TIMEOUT`` seconds is
 answered 408 and closed.
 
+Once whole, a small request (no body, or one file of at most
+``IN_LOOP_MAX_BYTES``: a digit, a canvas, a probe) is handled in the event
+loop itself, not handed to a thread and back: the two wake-ups of other
+threads cost a 28x28 PNG's request a third of a millisecond at one
+connection, and the threads would only take turns with the GIL. Its answer is
+sent without blocking the loop (``QueuedWrites``): what the socket cannot take
+at once waits and goes out as the client reads, and a client that takes none
+of it for ``BODY_TIMEOUT`` seconds is cut off. Larger requests (big photos,
+many files, which can take from tens of milliseconds to a second) go to the
+thread pool, so that the loop keeps answering others meanwhile; so does every
+request where the app gathers concurrent requests into batches
+(``DYNAMIC_BATCHING``, which needs several in flight), and on TLS or HTTP/2
+connections, which gunicorn serves itself.
+
     gunicorn -k web.buffering_worker.BufferingThreadWorker 'app:create_app()'
 
 gunicorn.conf.py makes it the default.
@@ -20,9 +34,12 @@ from __future__ import annotations
 import errno
 import re
 import selectors
+import socket
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
@@ -43,9 +60,27 @@ MAX_HEAD_BYTES = 64 * 1024
 ACCEPT_DEFER_PER_CONNECTION = 0.001
 ACCEPT_DEFER_MAX = 0.005
 
+# The event loop looks for new events after handling requests for this long: 64 connections
+# opened at once were otherwise accepted over more than a second, one per pass of 30 ms.
+PASS_SECONDS = 0.001
+
+# How long a closed connection's client may take to close its side (gunicorn's own wait).
+LINGER_SECONDS = 2.0
+# What is read from such a client before its connection is closed all the same.
+LINGER_MAX_BYTES = 64 * 1024
+
+# The largest request the event loop handles itself, if it uploads at most one file: a
+# 280x280 canvas PNG is 13 KB. A batch of 64 explained digits (30 KB) took a second.
+IN_LOOP_MAX_BYTES = 16 * 1024
+
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([0-9]+)[ \t]*(?=\r\n)", re.I)
 _CHUNKED = re.compile(rb"\r\ntransfer-encoding[ \t]*:[^\r\n]*chunked", re.I)
 _EXPECT_CONTINUE = re.compile(rb"\r\nexpect[ \t]*:[ \t]*100-continue[ \t]*(?=\r\n)", re.I)
+
+
+def handled_in_loop(request: bytes | bytearray) -> bool:
+    """Whether a whole request is small enough for the event loop to handle itself."""
+    return len(request) <= IN_LOOP_MAX_BYTES and request.count(b"filename=") <= 1
 
 
 def accept_deferral(held: int) -> float:
@@ -112,11 +147,104 @@ class PartRequest:
     head_read: bool = False
 
 
+class QueuedWrites:
+    """A connection's socket while the event loop handles its request: every write is sent
+    as far as the socket takes it without waiting, and the rest waits in ``pending`` for
+    ``flush``, in order. Everything else is the socket's own."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.pending = bytearray()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)
+
+    def sendall(self, data: bytes) -> None:
+        if not self.pending:
+            data = memoryview(data)[self.send_now(data):]
+        self.pending += data
+
+    def send(self, data: bytes, flags: int = 0) -> int:
+        self.sendall(data)
+        return len(data)
+
+    def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
+        """The file's bytes through ``sendall``: the kernel's sendfile would wait for a
+        client that reads slowly."""
+        file.seek(offset)
+        sent = 0
+        while count is None or sent < count:
+            chunk = file.read(RECEIVE_SIZE if count is None else min(RECEIVE_SIZE, count - sent))
+            if not chunk:
+                break
+            self.sendall(chunk)
+            sent += len(chunk)
+        return sent
+
+    def flush(self) -> bool:
+        """Send what the socket takes of ``pending`` now; whether all of it has gone."""
+        if self.pending:
+            del self.pending[:self.send_now(self.pending)]
+        return not self.pending
+
+    def send_now(self, data: bytes | bytearray | memoryview) -> int:
+        try:
+            return self.sock.send(data, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return 0
+
+
+class LingeringConn(TConn):
+    """A connection whose graceful close waits for the client in the worker's event loop.
+
+    gunicorn closes a connection after a "Connection: close" answer as RFC 9112
+    asks: it sends its FIN, then reads what the client still sends until the
+    client closes too, for up to ``LINGER_SECONDS``, so that unread bytes do not
+    make the kernel reset the connection and cut the answer short. It waited on
+    the event loop's own thread: a client that neither read nor closed held the
+    whole worker for two seconds, every request of every other client included.
+    """
+
+    def __init__(self, worker: BufferingThreadWorker, *args: Any) -> None:
+        super().__init__(*args)
+        self.worker = worker
+
+    def close(self, graceful: bool = False) -> None:
+        if not graceful:
+            super().close()
+            return
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            super().close()
+            return
+        self.worker.linger(self)
+
+
+@dataclass
+class Answer:
+    """An answer the client has not taken whole yet: its rest, what ``handle`` returned
+    (whether to keep the connection) and when the client last took any of it."""
+
+    writes: QueuedWrites
+    result: Any
+    last_progress: float = field(default_factory=time.monotonic)
+
+
+def done(result: Any) -> Future:
+    """A future already holding ``result``, as gunicorn's ``finish_request`` takes one."""
+    future: Future = Future()
+    future.set_result(result)
+    return future
+
+
 class BufferingThreadWorker(ThreadWorker):
     """``gthread`` with requests buffered whole by the event loop (see the module's docstring)."""
 
     def init_process(self) -> None:
         self.reading: dict[TConn, PartRequest] = {}
+        self.answering: dict[TConn, Answer] = {}
+        self.lingering: dict[TConn, list[float]] = {}  # deadline, bytes left to read
         self.last_beat = 0.0
         self.accept_resumes = 0.0  # while deferring to other workers: when to accept again
         self.accept_now = False  # the poll after a deferral: accept what is still waiting
@@ -133,6 +261,72 @@ class BufferingThreadWorker(ThreadWorker):
         super().load_wsgi()
         self.idle_limit = float(self.wsgi.config["BODY_TIMEOUT"])
         self.max_body = int(self.wsgi.config["MAX_CONTENT_LENGTH"])
+        self.handles_in_loop = not (self.wsgi.config.get("DYNAMIC_BATCHING") or self.cfg.is_ssl
+                            or "h2" in getattr(self.cfg, "http_protocols", ()))
+
+    def enqueue_req(self, conn: TConn) -> None:
+        """Handle a whole request here, or in the thread pool (see the module's docstring)."""
+        if not (self.handles_in_loop and getattr(conn, "in_loop", False)):
+            super().enqueue_req(conn)
+            return
+        sock = conn.sock
+        writes = conn.sock = QueuedWrites(sock)
+        try:
+            result = self.handle(conn)
+        finally:
+            conn.sock = sock
+        if writes.pending:
+            self.answering[conn] = Answer(writes, result)
+            self.poller.register(sock, selectors.EVENT_WRITE, partial(self.on_writable, conn))
+        else:
+            self.finish_request(conn, done(result))
+
+    def on_writable(self, conn: TConn, client) -> None:
+        """More of an answer the client is reading; once all of it is sent, the connection
+        is kept or closed as ``handle`` said."""
+        answer = self.answering[conn]
+        try:
+            sent_all = answer.writes.flush()
+        except OSError:  # the client went away
+            sent_all, answer.result = True, False
+        answer.last_progress = time.monotonic()
+        if sent_all:
+            self.stop_answering(conn)
+            self.finish_request(conn, done(answer.result))
+
+    def linger(self, conn: TConn) -> None:
+        """Read and drop what the client of a half-closed connection still sends, until it
+        closes too or ``LINGER_SECONDS`` pass; then close it."""
+        conn.sock.setblocking(False)
+        self.lingering[conn] = [time.monotonic() + LINGER_SECONDS, LINGER_MAX_BYTES]
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_lingering, conn))
+
+    def on_lingering(self, conn: TConn, client) -> None:
+        try:
+            data = conn.sock.recv(RECEIVE_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        left = self.lingering[conn]
+        left[1] -= len(data)
+        if not data or left[1] <= 0:
+            self.stop_lingering(conn)
+
+    def stop_lingering(self, conn: TConn) -> None:
+        self.lingering.pop(conn, None)
+        try:
+            self.poller.unregister(conn.sock)
+        except (KeyError, ValueError, OSError):
+            pass
+        TConn.close(conn)
+
+    def stop_answering(self, conn: TConn) -> None:
+        self.answering.pop(conn, None)
+        try:
+            self.poller.unregister(conn.sock)
+        except (KeyError, ValueError, OSError):
+            pass
 
     def set_accept_enabled(self, enabled: bool) -> None:
         """gunicorn's loop enables accepting whenever there is room; not while deferring."""
@@ -148,7 +342,19 @@ class BufferingThreadWorker(ThreadWorker):
             timeout = 0.0
         elif self.accept_resumes:  # wake when the deferral ends, not a second later
             timeout = max(0.0, min(timeout, self.accept_resumes - time.monotonic()))
-        super().wait_for_and_dispatch_events(timeout)
+        try:
+            events = self.poller.select(timeout)
+        except InterruptedError:
+            events = []
+        # New connections first: accepting one at a time (``defers_accepting``) must not
+        # wait behind a pass of requests handled here. Every registration is level-triggered,
+        # so what a pass leaves after PASS_SECONDS is reported again by the next select.
+        events.sort(key=lambda event: event[0].data != self.accept)
+        ends = time.monotonic() + PASS_SECONDS
+        for key, _ in events:
+            key.data(key.fileobj)
+            if time.monotonic() > ends:
+                break
         self.accept_now = False
 
     def defers_accepting(self) -> bool:
@@ -173,7 +379,8 @@ class BufferingThreadWorker(ThreadWorker):
                 raise
             return
         self.nr_conns += 1
-        self.read_request(TConn(self.cfg, client, address, listener.getsockname()))
+        self.read_request(LingeringConn(self, self.cfg, client, address,
+                                        listener.getsockname()))
 
     def on_client_socket_readable(self, conn: TConn, client) -> None:
         """A kept-alive connection's next request is read whole too."""
@@ -214,6 +421,7 @@ class BufferingThreadWorker(ThreadWorker):
         conn.data_ready = True
         conn.init()
         conn.parser.unreader.unread(bytes(part.data))
+        conn.in_loop = handled_in_loop(part.data)
         self.enqueue_req(conn)
 
     @staticmethod
@@ -241,9 +449,18 @@ class BufferingThreadWorker(ThreadWorker):
             pass
 
     def murder_pending(self) -> None:
-        """Close connections that sent nothing for ``BODY_TIMEOUT``: a 408 where a request began."""
+        """Close connections that sent nothing for ``BODY_TIMEOUT`` (a 408 where a request
+        began) or took none of their answer for as long."""
         super().murder_pending()
-        deadline = time.monotonic() - self.idle_limit
+        now = time.monotonic()
+        for conn in [conn for conn, (until, _) in self.lingering.items() if until < now]:
+            self.stop_lingering(conn)
+        deadline = now - self.idle_limit
+        for conn in [conn for conn, answer in self.answering.items()
+                     if answer.last_progress < deadline]:
+            self.stop_answering(conn)
+            self.nr_conns -= 1
+            conn.close()
         for conn, part in [(conn, part) for conn, part in self.reading.items()
                            if part.last_byte < deadline]:
             self.stop_reading(conn)
