@@ -450,7 +450,8 @@ class BufferingThreadWorker(ThreadWorker):
 
     def murder_pending(self) -> None:
         """Close connections that sent nothing for ``BODY_TIMEOUT`` (a 408 where a request
-        began) or took none of their answer for as long."""
+        began) or took none of their answer for as long, and those lingering after their
+        last answer for ``LINGER_SECONDS``."""
         super().murder_pending()
         now = time.monotonic()
         for conn in [conn for conn, (until, _) in self.lingering.items() if until < now]:
