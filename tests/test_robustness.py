@@ -197,6 +197,24 @@ def test_sigterm_answers_the_request_in_flight(heldout_digits):
         assert master.returncode == 0
 
 
+def test_sigterm_answers_the_connections_still_waiting_to_be_accepted(heldout_digits):
+    """Requests sent on twenty new connections just before SIGTERM are all answered."""
+    body, content_type = multipart_file(encode_image(paper_digit(heldout_digits[0][0])))
+    request = (f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+               f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+               ).encode() + body
+    with gunicorn_server(SERVER) as (url, master):
+        waiting = [connect(url) for _ in range(20)]
+        for sock in waiting:
+            sock.sendall(request)
+        master.send_signal(signal.SIGTERM)
+        answers = [read_answer(sock) for sock in waiting]
+        for sock in waiting:
+            sock.close()
+        assert [status for status, _ in answers] == [200] * 20
+        master.wait(timeout=30)
+
+
 def test_no_debug_mode_under_gunicorn_whatever_the_environment_says():
     with gunicorn_server({**SERVER, "DIGITS_DEBUG": "1", "FLASK_DEBUG": "1"}) as (url, _):
         http = urllib3.PoolManager()

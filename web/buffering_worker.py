@@ -329,7 +329,13 @@ class BufferingThreadWorker(ThreadWorker):
             pass
 
     def set_accept_enabled(self, enabled: bool) -> None:
-        """gunicorn's loop enables accepting whenever there is room; not while deferring."""
+        """gunicorn's loop enables accepting whenever there is room; not while deferring.
+        Stopping, it takes what already waits to be accepted, to answer it."""
+        if not enabled and not self.alive and not self.cfg.is_ssl:
+            for listener in self.sockets:
+                listener.setblocking(False)
+                while self.take_connection(listener):
+                    pass
         if enabled and time.monotonic() < self.accept_resumes:
             return
         if enabled and self.accept_resumes:
@@ -372,15 +378,20 @@ class BufferingThreadWorker(ThreadWorker):
         if self.cfg.is_ssl:
             super().accept(listener)
             return
+        self.take_connection(listener)
+
+    def take_connection(self, listener) -> bool:
+        """Accept one waiting connection, if there is one, and read its request here."""
         try:
             client, address = listener.accept()
         except OSError as error:
             if error.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
                 raise
-            return
+            return False
         self.nr_conns += 1
         self.read_request(LingeringConn(self, self.cfg, client, address,
                                         listener.getsockname()))
+        return True
 
     def on_client_socket_readable(self, conn: TConn, client) -> None:
         """A kept-alive connection's next request is read whole too."""
