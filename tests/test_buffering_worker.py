@@ -92,9 +92,10 @@ def test_queued_writes_send_what_fits_and_keep_the_rest_in_order():
         writes = QueuedWrites(ours)
         ours.setblocking(True)  # as gunicorn sets it: the writes must not wait all the same
         answer = bytes(range(256)) * 2000  # far more than both buffers hold
-        started = time.perf_counter()
         writes.sendall(answer[:1000])
         writes.sendall(answer[1000:])
+        started = time.perf_counter()
+        assert not writes.flush()
         assert time.perf_counter() - started < 1.0
         assert 0 < len(writes.pending) < len(answer)
         received = b""
@@ -102,6 +103,18 @@ def test_queued_writes_send_what_fits_and_keep_the_rest_in_order():
             received += theirs.recv(65536)
         received += read_all(theirs, len(answer) - len(received))
         assert received == answer
+
+
+def test_queued_writes_send_an_answer_in_one_call():
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        writes = QueuedWrites(ours)
+        writes.sendall(b"HTTP/1.1 200 OK\r\n\r\n")
+        writes.sendall(b"{}")
+        theirs.setblocking(False)
+        with pytest.raises(BlockingIOError):  # nothing is sent before the flush
+            theirs.recv(1024)
+        assert writes.flush() and read_all(theirs, 21) == b"HTTP/1.1 200 OK\r\n\r\n{}"
 
 
 def test_queued_writes_send_a_file_region_through_the_queue(tmp_path):
@@ -120,7 +133,7 @@ def test_queued_writes_hand_everything_else_to_the_socket():
     with ours, theirs:
         writes = QueuedWrites(ours)
         assert writes.fileno() == ours.fileno()
-        assert writes.send(b"abc") == 3 and read_all(theirs, 3) == b"abc"
+        assert writes.send(b"abc") == 3 and writes.flush() and read_all(theirs, 3) == b"abc"
 
 
 def test_the_loop_handles_probes_and_single_small_files_and_hands_on_the_rest():

@@ -148,9 +148,10 @@ class PartRequest:
 
 
 class QueuedWrites:
-    """A connection's socket while the event loop handles its request: every write is sent
-    as far as the socket takes it without waiting, and the rest waits in ``pending`` for
-    ``flush``, in order. Everything else is the socket's own."""
+    """A connection's socket while the event loop handles its request: every write waits in
+    ``pending``, and ``flush`` sends as much of it as the socket takes without waiting,
+    in one call (gunicorn writes an answer's head and body apart: two system calls where
+    one does). Everything else is the socket's own."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -160,8 +161,6 @@ class QueuedWrites:
         return getattr(self.sock, name)
 
     def sendall(self, data: bytes) -> None:
-        if not self.pending:
-            data = memoryview(data)[self.send_now(data):]
         self.pending += data
 
     def send(self, data: bytes, flags: int = 0) -> int:
@@ -184,14 +183,12 @@ class QueuedWrites:
     def flush(self) -> bool:
         """Send what the socket takes of ``pending`` now; whether all of it has gone."""
         if self.pending:
-            del self.pending[:self.send_now(self.pending)]
+            try:
+                sent = self.sock.send(self.pending, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            del self.pending[:sent]
         return not self.pending
-
-    def send_now(self, data: bytes | bytearray | memoryview) -> int:
-        try:
-            return self.sock.send(data, socket.MSG_DONTWAIT)
-        except (BlockingIOError, InterruptedError):
-            return 0
 
 
 class LingeringConn(TConn):
@@ -275,11 +272,15 @@ class BufferingThreadWorker(ThreadWorker):
             result = self.handle(conn)
         finally:
             conn.sock = sock
-        if writes.pending:
+        try:
+            sent_all = writes.flush()
+        except OSError:  # the client went away
+            sent_all, result = True, False
+        if sent_all:
+            self.finish_request(conn, done(result))
+        else:
             self.answering[conn] = Answer(writes, result)
             self.poller.register(sock, selectors.EVENT_WRITE, partial(self.on_writable, conn))
-        else:
-            self.finish_request(conn, done(result))
 
     def on_writable(self, conn: TConn, client) -> None:
         """More of an answer the client is reading; once all of it is sent, the connection
