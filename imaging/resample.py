@@ -25,9 +25,9 @@ def lanczos(x: np.ndarray) -> np.ndarray:
     return np.where(np.abs(x) < LANCZOS_SUPPORT, np.sinc(x) * np.sinc(x / LANCZOS_SUPPORT), 0.0)
 
 
-# Sizes recur (a small digit scaled to the 20- and 80-pixel boxes); ``fit_to_box`` uses these
-# matrices for inputs of at most MATRIX_MAX_SIDE pixels, so the cache holds at most a few MB.
-@functools.lru_cache(maxsize=256)
+# Sizes recur (digits scaled to the 20- and 80-pixel boxes); ``fit_to_box`` uses matrices
+# of at most 80 x MATRIX_MAX_SIDE doubles (205 KB), so the cache holds at most 13 MB.
+@functools.lru_cache(maxsize=64)
 def lanczos_weights(in_size: int, out_size: int) -> np.ndarray:
     """The (out_size, in_size) matrix of Pillow's Lanczos weights along one axis."""
     scale = in_size / out_size
