@@ -83,6 +83,17 @@ def handled_in_loop(request: bytes | bytearray) -> bool:
     return len(request) <= IN_LOOP_MAX_BYTES and request.count(b"filename=") <= 1
 
 
+def received(sock: socket.socket) -> bytes | None:
+    """What has arrived on a non-blocking socket: None while nothing has, and nothing (b"")
+    once the client has closed its side or the connection failed."""
+    try:
+        return sock.recv(RECEIVE_SIZE)
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError:
+        return b""
+
+
 def accept_deferral(held: int) -> float:
     """How long a worker holding ``held`` connections leaves a new one to the others."""
     return min(ACCEPT_DEFER_MAX, ACCEPT_DEFER_PER_CONNECTION * held)
@@ -303,27 +314,24 @@ class BufferingThreadWorker(ThreadWorker):
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_lingering, conn))
 
     def on_lingering(self, conn: TConn, client) -> None:
-        try:
-            data = conn.sock.recv(RECEIVE_SIZE)
-        except (BlockingIOError, InterruptedError):
+        data = received(conn.sock)
+        if data is None:
             return
-        except OSError:
-            data = b""
         left = self.lingering[conn]
         left[1] -= len(data)
         if not data or left[1] <= 0:
             self.stop_lingering(conn)
 
     def stop_lingering(self, conn: TConn) -> None:
-        self.lingering.pop(conn, None)
-        try:
-            self.poller.unregister(conn.sock)
-        except (KeyError, ValueError, OSError):
-            pass
+        self.unwatch(conn, self.lingering)
         TConn.close(conn)
 
     def stop_answering(self, conn: TConn) -> None:
-        self.answering.pop(conn, None)
+        self.unwatch(conn, self.answering)
+
+    def unwatch(self, conn: TConn, table: dict) -> None:
+        """Take ``conn`` out of ``table`` (what the loop is doing with it) and the poller."""
+        table.pop(conn, None)
         try:
             self.poller.unregister(conn.sock)
         except (KeyError, ValueError, OSError):
@@ -406,16 +414,13 @@ class BufferingThreadWorker(ThreadWorker):
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_request_bytes, conn))
 
     def on_request_bytes(self, conn: TConn, client) -> None:
-        """Take what has arrived; once the request is whole, a thread handles it."""
+        """Take what has arrived; once the request is whole, it is handled (``enqueue_req``)."""
         part = self.reading.get(conn)
         if part is None:
             return
-        try:
-            data = conn.sock.recv(RECEIVE_SIZE)
-        except (BlockingIOError, InterruptedError):
+        data = received(conn.sock)
+        if data is None:
             return
-        except OSError:
-            data = b""
         if not data and not part.data:  # the client went away
             self.stop_reading(conn)
             self.nr_conns -= 1
@@ -454,11 +459,7 @@ class BufferingThreadWorker(ThreadWorker):
             pass
 
     def stop_reading(self, conn: TConn) -> None:
-        self.reading.pop(conn, None)
-        try:
-            self.poller.unregister(conn.sock)
-        except (KeyError, ValueError, OSError):
-            pass
+        self.unwatch(conn, self.reading)
 
     def murder_pending(self) -> None:
         """Close connections that sent nothing for ``BODY_TIMEOUT`` (a 408 where a request
