@@ -152,7 +152,8 @@ def ink_on_paper(gray: np.ndarray, level: float | None, min_contrast: float = MI
 def ink_off_paper(gray: np.ndarray) -> np.ndarray:
     """Bright ink on 0 for paper not all of one level: ``orient_ink`` then
     ``flatten_background``, but turned by the paper where it shows flat across the
-    picture (``flat_paper_level``) on one side only, as a frame turns it.
+    picture (``flat_paper_level``) on one side only, as a frame turns it; the paper
+    cells and flat levels found for that are the ones taken away (``paper_taken_away``).
 
     A blurry scan of a dark digit filling the frame is darker than its middle level over
     most of its area and its edge, so both quick readings take it for light ink; only
@@ -161,11 +162,13 @@ def ink_off_paper(gray: np.ndarray) -> np.ndarray:
     """
     span = float(np.ptp(gray))
     dark_ink, light_ink = paper_cells_either_way(gray)
-    flat_if_dark = flat_paper_level(dark_ink, span) is not None
-    flat_if_light = flat_paper_level(light_ink, span) is not None
-    by_paper = flat_if_dark if flat_if_dark != flat_if_light else None
-    dark = ink_is_dark_overall(gray, by_paper)
-    return flatten_background(255.0 - gray if dark else gray, dark_ink if dark else light_ink)
+    flat_if_dark = flat_paper_level(dark_ink, span)
+    flat_if_light = flat_paper_level(light_ink, span)
+    by_paper = ((flat_if_dark is not None) if (flat_if_dark is None) != (flat_if_light is None)
+                else None)
+    if ink_is_dark_overall(gray, by_paper):
+        return paper_taken_away(255.0 - gray, dark_ink, span, flat_if_dark)
+    return paper_taken_away(gray, light_ink, span, flat_if_light)
 
 
 def uniform_paper_level(gray: np.ndarray) -> float | None:
@@ -303,7 +306,7 @@ def ink_is_dark(difference: np.ndarray) -> bool:
     return darker > lighter
 
 
-def flatten_background(ink: np.ndarray, grid: PaperCells | None = None) -> np.ndarray:
+def flatten_background(ink: np.ndarray) -> np.ndarray:
     """Bright ink with the paper's uneven light taken away, so the paper sits at 0.
 
     Paper that shows at one level across the picture (``flat_paper_level``) is
@@ -312,11 +315,17 @@ def flatten_background(ink: np.ndarray, grid: PaperCells | None = None) -> np.nd
     whole picture for its own: the fit then stands above the paper along the
     picture's border by ``TAKEN_BY_INK`` of the picture's range or more, and would
     hollow the strokes. There the paper is the lower of that fit and the fit along
-    the border. ``grid`` is ``paper_cells(ink, ink_is_bright=True)`` where known.
+    the border.
     """
-    grid = paper_cells(ink, ink_is_bright=True) if grid is None else grid
+    grid = paper_cells(ink, ink_is_bright=True)
     span = float(np.ptp(ink))
-    flat = flat_paper_level(grid, span)
+    return paper_taken_away(ink, grid, span, flat_paper_level(grid, span))
+
+
+def paper_taken_away(ink: np.ndarray, grid: PaperCells, span: float,
+                     flat: float | None) -> np.ndarray:
+    """``flatten_background`` of bright ``ink`` whose paper cells (``grid``), range
+    (``span``) and flat paper level (``flat_paper_level``, None where not flat) are known."""
     if flat is not None:
         return np.clip(ink - flat, 0.0, None)
     whole = fit_paper(grid, ink_is_bright=True)
