@@ -114,3 +114,73 @@ def test_too_many_parts_and_too_large_fields_are_413():
         read_multipart(io.BytesIO(body_with(field)), b"b0undary", max_field_bytes=99)
     form, _files = read_multipart(io.BytesIO(body_with(field)), b"b0undary", max_field_bytes=100)
     assert form["note"] == "x" * 100
+
+
+def as_read(parts):
+    return [(list(part.headers.items()), bytes(part.data)) for part in parts]
+
+
+BOUNDARY = b"b0undary"
+usual_headers = st.sampled_from([
+    b'Content-Disposition: form-data; name="file"; filename="d.png"',
+    b'Content-Disposition: form-data; name="note"', b"Content-Type: image/png",
+    b"Content-Type: text/plain; charset=latin-1", b"X-Spaces:   three", b"X-Tab:\tvalue",
+    b"X-Empty:", b"X-Utf8: caf\xc3\xa9", b"X-Latin: caf\xe9"])
+odd_headers = st.one_of(st.sampled_from([b" folded", b"no colon", b"Bad Name: x", b"X-Cr: a\rb",
+                                         b"X-Lf: a\nb", b":empty name", b""]),
+                        st.binary(max_size=24))
+# mostly headers as clients write them, so that many bodies are read both ways
+header_lines = st.integers(0, 9).flatmap(lambda pick: odd_headers if pick == 0 else usual_headers)
+part_data = st.one_of(st.binary(max_size=120), st.binary(max_size=120), st.sampled_from(
+    [b"", b"\r\n", b"--", b"\r\n--" + BOUNDARY, b"\r\n--" + BOUNDARY + b"x", b"--" + BOUNDARY,
+     b"\r\n\r\n", b"\r\n--" + BOUNDARY + b"--"]))
+padding = st.sampled_from([b""] * 12 + [b" ", b"\t", b"x"])
+
+
+@settings(max_examples=600, deadline=None)
+@given(preamble=st.sampled_from([b"", b"", b"preamble\r\n", b"\r\n"]),
+       parts=st.lists(st.tuples(padding, st.lists(header_lines, min_size=1, max_size=4), part_data),
+                      max_size=4),
+       closing=st.sampled_from([b"--\r\n", b"--\r\n", b"--", b"--  \r\n", b"--\r\nepilogue",
+                                b"\r\n", b""]))
+def test_the_plain_reading_reads_what_python_multipart_reads(preamble, parts, closing):
+    """Whatever body ``plain_parts`` reads, python-multipart reads into the same parts."""
+    body = preamble + b"".join(
+        b"--" + BOUNDARY + pad + b"\r\n" + b"\r\n".join(headers) + b"\r\n\r\n" + data + b"\r\n"
+        for pad, headers, data in parts) + b"--" + BOUNDARY + closing
+    plain = multipart.plain_parts(body, BOUNDARY)
+    if plain is not None:
+        full = multipart.parts_by_python_multipart(body, BOUNDARY)
+        assert full is not None and as_read(plain) == as_read(full)
+
+
+def test_bodies_as_browsers_curl_and_werkzeug_write_them_are_read_plainly():
+    image = b"\x89PNG\r\n\x1a\n\r\n--almost a delimiter\r\n"
+    chrome = (b"------WebKitFormBoundaryq3C0bN2t\r\n"
+              b'Content-Disposition: form-data; name="file"; filename="blob"\r\n'
+              b"Content-Type: image/png\r\n\r\n" + image + b"\r\n"
+              b"------WebKitFormBoundaryq3C0bN2t--\r\n")
+    curl = (b"--------------------------d74496d66958873e\r\n"
+            b'Content-Disposition: form-data; name="file"; filename="digit.png"\r\n'
+            b"Content-Type: image/png\r\n\r\n" + image + b"\r\n"
+            b"--------------------------d74496d66958873e--\r\n")
+    boundary, werkzeug_body = encode_multipart(
+        {"file": FileStorage(io.BytesIO(image), filename="d.png"), "note": "x"})
+    for body, bound in ((chrome, b"----WebKitFormBoundaryq3C0bN2t"),
+                        (curl, b"------------------------d74496d66958873e"),
+                        (werkzeug_body, boundary.encode())):
+        parts = multipart.plain_parts(body, bound)
+        assert parts is not None
+        assert as_read(parts) == as_read(multipart.parts_by_python_multipart(body, bound))
+    assert bytes(multipart.plain_parts(chrome, b"----WebKitFormBoundaryq3C0bN2t")[0].data) == image
+
+
+def test_bodies_laid_out_otherwise_are_left_to_python_multipart():
+    plain = body_with(FILE)
+    assert multipart.plain_parts(plain, b"b0undary") is not None
+    for odd in (b"preamble\r\n" + plain, b"\r\n\r\n" + plain,  # text before the first delimiter
+                plain.replace(b"--b0undary\r\n", b"--b0undary  \r\n"),  # padding
+                plain + b"epilogue",  # text after the closing delimiter
+                plain.replace(b"Content-Disposition:", b" Content-Disposition:"),  # folded
+                body_with(FILE, end=False)):  # cut short
+        assert multipart.plain_parts(odd, b"b0undary") is None

