@@ -17,8 +17,15 @@ def predict():
     ``?input_image=1`` adds the 28x28 model input as a PNG data URL, ``?explain=1`` the
     heatmap of which of its pixels pushed the answer.
     """
-    return jsonify(predict_upload(include_input=is_true(request.args.get("input_image")),
-                                  explained=is_true(request.args.get("explain"))))
+    return jsonify(predict_upload(include_input=query_flag("input_image"),
+                                  explained=query_flag("explain")))
+
+
+def query_flag(name: str) -> bool:
+    """Whether the query string turns ``name`` on (``?name=1``); off when it is absent."""
+    # Werkzeug's MultiDict.get builds an HTTP exception for every missing key it looks up.
+    args = request.args
+    return name in args and is_true(args[name])
 
 
 @bp.get("/model")

@@ -13,8 +13,12 @@ SECURITY_HEADERS = {
 
 def add_security_headers(response: Response) -> Response:
     """Set ``SECURITY_HEADERS`` on ``response`` (a view's own value is kept)."""
+    # One look at the few headers there are: Werkzeug's Headers.setdefault builds an HTTP
+    # exception for every header it does not find.
+    present = {name.lower() for name, _value in response.headers}
     for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
+        if name.lower() not in present:
+            response.headers.add(name, value)
     return response
 
 

@@ -7,6 +7,7 @@ from flask import Blueprint, jsonify, render_template, request
 
 from imaging.ink import READ_SIZE
 from serving.trust import REASONS
+from web.api import query_flag
 from web.config import is_true
 from web.errors import answer_error
 from web.inference import predict_upload
@@ -46,8 +47,7 @@ def predict():
     It answers what ``POST /predict?input_image=1`` answers (``?explain=1`` too), but the
     API key does not guard it, so the page works for its visitors (``web/auth.py``).
     """
-    return jsonify(predict_upload(include_input=True,
-                                  explained=is_true(request.args.get("explain"))))
+    return jsonify(predict_upload(include_input=True, explained=query_flag("explain")))
 
 
 @bp.app_context_processor
