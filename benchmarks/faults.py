@@ -3,7 +3,8 @@
 One server (its gunicorn.conf.py, two workers) goes through, in order, each
 drill bounded in time, and a report line is printed for each:
 
-    steady      wrk at c=64 for --steady-seconds (60): errors must be zero
+    steady      wrk at c=64 for --steady-seconds (60) after 5 s of it: errors must be zero;
+                each worker's RSS at the end and its growth over the run
     stalled     50 stalled connections held open while /health and /predict are timed
     heavy       4 clients posting heavy uploads while small ones are timed (their p99)
     reload      POST /admin/reload (from loopback) under load: failed requests
@@ -52,6 +53,8 @@ from httpbench.servers import free_port, group_members, process_memory  # noqa: 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "fixtures" / "heldout_digits.npz"
 DRILLS = ("steady", "stalled", "heavy", "reload", "kill", "hostile", "sigterm")
+# wrk at c=64 before the steady drill measures, so its memory growth is what stays.
+STEADY_WARM_UP_SECONDS = 5.0
 BOUNDARY = "faults-drill"
 
 
@@ -249,12 +252,22 @@ def hostile_uploads(small: bytes) -> list[bytes]:
     return bodies
 
 
-def drill_steady(service: Service, upload: Upload, seconds: float) -> str:
+def drill_steady(service: Service, upload: Upload, seconds: float,
+                 warm_up: float = STEADY_WARM_UP_SECONDS) -> str:
+    """wrk at c=64 for ``seconds`` after ``warm_up`` seconds of it: errors, and each worker's
+    resident memory at the end and its growth since the warm-up."""
+    run_wrk(f"{service.url}/predict", upload, 64, warm_up)
+    pids = service.worker_pids()
+    before = {pid: process_memory(pid)[0] for pid in pids}
     raw = run_wrk(f"{service.url}/predict", upload, 64, seconds)
     errors = raw["non_2xx"] + raw["connect"] + raw["read"] + raw["write"] + raw["timeout"]
     rate = raw["requests"] / (raw["duration_us"] / 1e6)
+    memory = ", ".join(
+        f"worker {pid} RSS {after / 1024:.0f} MiB ({(after - before[pid]) / before[pid]:+.1%})"
+        for pid in pids if Path(f"/proc/{pid}").exists()
+        for after in [process_memory(pid)[0]])
     return (f"steady: {seconds:.0f} s at c=64: {raw['requests']} requests, {rate:.0f} req/s, "
-            f"p99 {raw['p99_us'] / 1e3:.0f} ms, errors {errors}")
+            f"p99 {raw['p99_us'] / 1e3:.0f} ms, errors {errors}; {memory}")
 
 
 def stalled_connections(port: int, count: int) -> list[socket.socket]:
