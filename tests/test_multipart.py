@@ -184,3 +184,12 @@ def test_bodies_laid_out_otherwise_are_left_to_python_multipart():
                 plain.replace(b"Content-Disposition:", b" Content-Disposition:"),  # folded
                 body_with(FILE, end=False)):  # cut short
         assert multipart.plain_parts(odd, b"b0undary") is None
+
+
+def test_a_plain_body_of_too_many_parts_is_413_before_its_parts_are_read(monkeypatch):
+    def unread(*_args):
+        raise AssertionError("a part was read")
+
+    monkeypatch.setattr(multipart, "_Part", unread)
+    with pytest.raises(RequestEntityTooLarge):
+        multipart.plain_parts(body_with(*[FILE] * 1000), b"b0undary", max_parts=64)

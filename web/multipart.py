@@ -33,17 +33,23 @@ from functools import lru_cache
 from typing import IO
 
 from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MAX_BOUNDARY_LENGTH, MultipartParser, MultipartState
+from python_multipart.multipart import (
+    DEFAULT_MAX_HEADER_COUNT,
+    DEFAULT_MAX_HEADER_SIZE,
+    MAX_BOUNDARY_LENGTH,
+    MultipartParser,
+    MultipartState,
+)
 from werkzeug.datastructures import FileStorage, Headers, MultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
 from werkzeug.http import parse_options_header
 
 READ_SIZE = 64 * 1024
-# python-multipart's own limits on a part's headers (count, bytes a line); ``plain_parts``
-# leaves any part beyond them to python-multipart, which refuses it.
-MAX_PART_HEADERS = 8
-MAX_HEADER_LINE_BYTES = 4096
+# ``plain_parts`` leaves a body beyond python-multipart's own limits (DEFAULT_MAX_HEADER_COUNT
+# headers a part, DEFAULT_MAX_HEADER_SIZE bytes a header line, MAX_BOUNDARY_LENGTH bytes of
+# boundary) to python-multipart, which refuses it.
+
 # A header name as python-multipart accepts it: RFC 9110 token characters.
 _HEADER_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
@@ -75,11 +81,8 @@ def read_multipart(stream: IO[bytes], boundary: bytes, *, max_parts: int | None 
     is ``MultipartError``.
     """
     body = b"".join(iter(lambda: stream.read(READ_SIZE), b""))
-    parts = plain_parts(body, boundary)
-    if parts is not None:
-        if max_parts is not None and len(parts) > max_parts:
-            raise RequestEntityTooLarge(f"the form has more than {max_parts} parts")
-    else:
+    parts = plain_parts(body, boundary, max_parts)
+    if parts is None:
         parts = parts_by_python_multipart(body, boundary, max_parts)
     if parts is None:
         return _read_with_werkzeug(body, boundary, max_parts, max_field_bytes)
@@ -95,8 +98,7 @@ def parts_by_python_multipart(body: bytes, boundary: bytes,
     value = bytearray()
 
     def begin_part() -> None:
-        if max_parts is not None and len(parts) >= max_parts:
-            raise RequestEntityTooLarge(f"the form has more than {max_parts} parts")
+        refuse_beyond(max_parts, len(parts) + 1)
         parts.append(_Part())
 
     def end_header() -> None:
@@ -123,9 +125,17 @@ def parts_by_python_multipart(body: bytes, boundary: bytes,
     return parts
 
 
-def plain_parts(body: bytes, boundary: bytes) -> list[_Part] | None:
+def refuse_beyond(max_parts: int | None, count: int) -> None:
+    """``RequestEntityTooLarge`` (413) for a form of ``count`` parts, over ``max_parts``."""
+    if max_parts is not None and count > max_parts:
+        raise RequestEntityTooLarge(f"the form has more than {max_parts} parts")
+
+
+def plain_parts(body: bytes, boundary: bytes,
+                max_parts: int | None = None) -> list[_Part] | None:
     """The parts of a body laid out exactly as browsers, curl and requests write it, as
-    python-multipart would read them; None for any other body."""
+    python-multipart would read them; None for any other body. More than ``max_parts``
+    parts is ``RequestEntityTooLarge``, before any is looked at."""
     opening = b"--" + boundary + b"\r\n"
     # Werkzeug's test client starts with a line break, which python-multipart skips
     start = 2 if body.startswith(b"\r\n") else 0
@@ -134,6 +144,7 @@ def plain_parts(body: bytes, boundary: bytes) -> list[_Part] | None:
     *raw_parts, last = body[start + len(opening):].split(b"\r\n--" + boundary)
     if not raw_parts or last not in (b"--", b"--\r\n"):
         return None
+    refuse_beyond(max_parts, len(raw_parts))
     parts = []
     for index, raw in enumerate(raw_parts):
         if index and not raw.startswith(b"\r\n"):
@@ -141,14 +152,14 @@ def plain_parts(body: bytes, boundary: bytes) -> list[_Part] | None:
         head, blank_line, data = raw.partition(b"\r\n\r\n")
         lines = head[2:].split(b"\r\n") if index else head.split(b"\r\n")
         # an empty part running into a delimiter without a line break is Werkzeug's to read
-        if (not blank_line or len(lines) > MAX_PART_HEADERS
+        if (not blank_line or len(lines) > DEFAULT_MAX_HEADER_COUNT
                 or data.startswith(b"--" + boundary)):
             return None
         part = _Part(data)
         for line in lines:
             name, colon, value = line.partition(b":")
             value = value.lstrip(b" ")
-            if (not colon or len(line) > MAX_HEADER_LINE_BYTES
+            if (not colon or len(line) > DEFAULT_MAX_HEADER_SIZE
                     or not _HEADER_NAME.fullmatch(name) or b"\r" in value or b"\n" in value):
                 return None
             part.headers.add(name.decode("latin-1"), value.decode("utf-8", "replace"))
