@@ -12,6 +12,7 @@ from PIL import Image
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.test import encode_multipart
 
+from web import multipart
 from web.errors import ERROR_CODES
 
 
@@ -40,6 +41,19 @@ def test_predict_answers_prediction_confidence_and_probabilities(client, heldout
     assert sum(body["probabilities"]) == pytest.approx(1.0, abs=1e-4)
     assert body["confidence"] == max(body["probabilities"])
     assert "input_image" not in body
+
+
+def test_an_upload_as_clients_send_it_is_cut_at_its_delimiters(client, heldout_digits,
+                                                               monkeypatch):
+    """The usual body never reaches python-multipart's slower parser (``web/multipart.py``)."""
+    def slower_parser(*_args):
+        raise AssertionError("read by python-multipart")
+
+    monkeypatch.setattr(multipart, "parts_by_python_multipart", slower_parser)
+    images, labels = heldout_digits
+    response = upload(client, encode_image(paper_digit(images[1])))
+    assert response.status_code == 200
+    assert response.get_json()["prediction"] == labels[1]
 
 
 def test_predict_can_return_the_model_input(client, heldout_digits):
