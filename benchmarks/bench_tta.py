@@ -26,11 +26,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import folder_paths  # noqa: E402
-from imaging.normalise import to_model_input  # noqa: E402
 from model import DEFAULT_WEIGHTS, DigitClassifier  # noqa: E402
 from runtime.backend_names import BACKENDS, DEFAULT_BACKEND  # noqa: E402
 from training.data import default_subset, load_digits, split_subset  # noqa: E402
-from training.evaluate import held_out_pictures, new_writer_pictures  # noqa: E402
+from training.evaluate import (  # noqa: E402
+    held_out_pictures,
+    new_writer_pictures,
+    probabilities_of,
+)
 
 TEACHERS = ("bn-conv.pt", "bn-conv-s2.pt", "bn-conv-s3.pt")
 
@@ -70,9 +73,8 @@ VIEW_SETS = {
 def probabilities(classifier: DigitClassifier, pictures: np.ndarray,
                   view: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """The classifier's probabilities for each picture (seen through ``view``)."""
-    inputs = np.stack([to_model_input(view(p) if view else p) for p in pictures])
-    return np.concatenate([classifier.predict(inputs[i:i + 500])
-                           for i in range(0, len(inputs), 500)])
+    return probabilities_of(classifier, np.stack([view(p) for p in pictures]) if view
+                            else pictures)
 
 
 def right(probs: np.ndarray, labels: np.ndarray, refused: np.ndarray | None = None) -> int:

@@ -262,10 +262,9 @@ def drill_steady(service: Service, upload: Upload, seconds: float,
     raw = run_wrk(f"{service.url}/predict", upload, 64, seconds)
     errors = raw["non_2xx"] + raw["connect"] + raw["read"] + raw["write"] + raw["timeout"]
     rate = raw["requests"] / (raw["duration_us"] / 1e6)
-    memory = ", ".join(
-        f"worker {pid} RSS {after / 1024:.0f} MiB ({(after - before[pid]) / before[pid]:+.1%})"
-        for pid in pids if Path(f"/proc/{pid}").exists()
-        for after in [process_memory(pid)[0]])
+    after = {pid: process_memory(pid)[0] for pid in pids if Path(f"/proc/{pid}").exists()}
+    memory = ", ".join(f"worker {pid} RSS {rss / 1024:.0f} MiB "
+                       f"({(rss - before[pid]) / before[pid]:+.1%})" for pid, rss in after.items())
     return (f"steady: {seconds:.0f} s at c=64: {raw['requests']} requests, {rate:.0f} req/s, "
             f"p99 {raw['p99_us'] / 1e3:.0f} ms, errors {errors}; {memory}")
 

@@ -164,8 +164,8 @@ def ink_off_paper(gray: np.ndarray) -> np.ndarray:
     dark_ink, light_ink = paper_cells_either_way(gray)
     flat_if_dark = flat_paper_level(dark_ink, span)
     flat_if_light = flat_paper_level(light_ink, span)
-    by_paper = ((flat_if_dark is not None) if (flat_if_dark is None) != (flat_if_light is None)
-                else None)
+    dark_side_flat, light_side_flat = flat_if_dark is not None, flat_if_light is not None
+    by_paper = dark_side_flat if dark_side_flat != light_side_flat else None
     if ink_is_dark_overall(gray, by_paper):
         return paper_taken_away(255.0 - gray, dark_ink, span, flat_if_dark)
     return paper_taken_away(gray, light_ink, span, flat_if_light)

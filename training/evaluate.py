@@ -109,14 +109,19 @@ def wilson_interval(correct: int, total: int, z: float = Z_95) -> tuple[float, f
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def answer(classifier: DigitClassifier, pictures: np.ndarray, labels: np.ndarray,
-           batch_size: int = 500) -> Answers:
+def answer(classifier: DigitClassifier, pictures: np.ndarray, labels: np.ndarray) -> Answers:
     """The classifier's answers for 28x28 pictures already prepared as the service prepares them."""
-    probabilities = np.concatenate([
+    probabilities = probabilities_of(classifier, pictures)
+    return Answers(labels, probabilities.argmax(axis=1), probabilities.max(axis=1), pictures)
+
+
+def probabilities_of(classifier: DigitClassifier, pictures: np.ndarray,
+                     batch_size: int = 500) -> np.ndarray:
+    """The classifier's probabilities for 28x28 uint8 pictures, in batches of ``batch_size``."""
+    return np.concatenate([
         classifier.predict(np.stack([to_model_input(p) for p in pictures[i : i + batch_size]]))
         for i in range(0, len(pictures), batch_size)
     ])
-    return Answers(labels, probabilities.argmax(axis=1), probabilities.max(axis=1), pictures)
 
 
 def held_out_pictures(images: np.ndarray) -> np.ndarray:
